@@ -1,0 +1,1 @@
+"""Host-side probe scripts (POSIX sh), shipped as package data."""

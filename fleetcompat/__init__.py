@@ -1,0 +1,1 @@
+"""fleetcompat: which hosts of a fleet can run which container images."""

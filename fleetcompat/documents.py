@@ -1,0 +1,120 @@
+"""Untrusted YAML and JSON documents, read with bounds.
+
+Everything a user hands us (inventories, specs, NodeFeature dumps, OCI manifests) is
+parsed here: the size is bounded before parsing, YAML aliases may not expand past a
+node budget (an alias bomb is refused instead of exhausting memory), and every parse
+error becomes one line naming the source and, for YAML, the line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleetcompat.errors import InputError
+
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+"""Largest document accepted from a file or string."""
+
+MAX_YAML_NODES = 1_000_000
+"""Most YAML nodes a document may expand to, counting every alias as its subtree."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A safe loader that counts nodes, including those reached through aliases."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._nodes = 0
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node = super().compose_node(parent, index)
+            self._charge(self._sizes.get(id(node), 1), event.start_mark)
+            return node
+        before = self._nodes
+        node = super().compose_node(parent, index)
+        self._charge(1, node.start_mark)
+        self._sizes[id(node)] = self._nodes - before
+        return node
+
+    def _charge(self, count: int, mark: Any) -> None:
+        self._nodes += count
+        if self._nodes > MAX_YAML_NODES:
+            raise yaml.YAMLError(
+                f"line {mark.line + 1}: document expands to more than "
+                f"{MAX_YAML_NODES} nodes (an alias bomb?)"
+            )
+
+
+def parse_text(text: str | bytes, source: str) -> Any:
+    """Parse a YAML or JSON document; `source` names it in errors.
+
+    Raises InputError for oversized, undecodable or malformed documents. A document
+    holding several YAML documents is refused: every input here is one object.
+    """
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise InputError(
+            f"{source}: document is {len(text)} bytes, more than the "
+            f"{MAX_DOCUMENT_BYTES} accepted"
+        )
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{source}: not UTF-8 text ({exc.reason})") from None
+
+    stripped = text.lstrip()
+    if stripped[:1] in ("{", "["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            pass  # YAML flow style also starts so; let the YAML parser say why.
+
+    loader = _BoundedLoader(text)
+    try:
+        document = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = exc.problem or exc.context or "malformed YAML"
+        raise InputError(f"{source}: {where}{problem}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{source}: {exc}") from None
+    finally:
+        loader.dispose()
+    return document
+
+
+def read_document(path: str | Path) -> Any:
+    """Read and parse a YAML or JSON file, bounded in size.
+
+    Raises InputError naming the file when it cannot be read or parsed.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_DOCUMENT_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return parse_text(data, str(path))
+
+
+def load_source(src: str | Path | dict[str, Any] | list[Any], what: str) -> Any:
+    """Turn a path, a YAML/JSON string or parsed data into parsed data.
+
+    A string that holds a newline or starts like a document is taken as text;
+    any other string is a path. `what` names the kind of input in errors.
+    """
+    if isinstance(src, dict | list):
+        return src
+    if isinstance(src, Path):
+        return read_document(src)
+    if "\n" in src or src.lstrip()[:1] in ("{", "["):
+        return parse_text(src, f"<{what} text>")
+    return read_document(src)

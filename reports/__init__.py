@@ -1,0 +1,1 @@
+"""Report templates and assets, shipped as package data."""

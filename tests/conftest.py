@@ -1,0 +1,32 @@
+"""Shared test settings: where the real-machine corpus lives, and tools' presence."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def fixtures_dir() -> Path | None:
+    """The shared real-machine corpus, from FLEETCOMPAT_FIXTURES or ../shared."""
+    configured = os.environ.get("FLEETCOMPAT_FIXTURES")
+    path = Path(configured) if configured else REPO.parent / "shared" / "fixtures"
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The real-machine fixtures; skipped when absent, a failure under CI."""
+    path = fixtures_dir()
+    if path is None:
+        message = (
+            "real-machine fixtures not found: set FLEETCOMPAT_FIXTURES to the "
+            "shared/fixtures folder (default ../shared/fixtures beside the repo)"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
