@@ -92,8 +92,17 @@ def verbosity_options(func: F) -> F:
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
     """Send the library's log records to stderr at the chosen level."""
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else
-                                         logging.INFO if verbose else logging.WARNING)
+    level = (
+        logging.ERROR
+        if quiet
+        else (
+            logging.DEBUG
+            if verbose > 1
+            else logging.INFO
+            if verbose
+            else logging.WARNING
+        )
+    )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("fleetcompat")

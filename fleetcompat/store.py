@@ -1,0 +1,460 @@
+"""The SQLite store: runs, hosts, snapshots and content-addressed feature sets.
+
+One file holds a fleet's history. Its invariants:
+
+- A feature set is stored once, under the sha256 of its canonical form, however many
+  hosts and snapshots share it. `system.name` is left out of the stored set, because
+  NFD fills it from the node's own name, which would make every host's set unique;
+  it is put back from the snapshot's node name when a snapshot's features are read.
+- A snapshot lands in one transaction with its feature set, or not at all; a failed
+  attempt is a snapshot with a status and an error and no feature set, and never
+  touches an earlier good one.
+- The database runs in WAL mode with full sync, so a killed writer leaves it intact
+  with every committed host in it.
+
+sqlite-utils is used here and nowhere else; the rest of the code sees the records
+below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from fleetcompat.errors import StoreError
+from fleetcompat.features import Features
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x46434D50  # "FCMP": marks the file as ours
+
+OK = "ok"
+"""The status of a snapshot that holds features."""
+
+
+def utcnow() -> str:
+    """The current time as an ISO 8601 UTC string with seconds."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a command that writes to the store (collect, import, evaluate)."""
+
+    id: int
+    kind: str
+    started_at: str
+    finished_at: str | None
+    status: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Host:
+    """A host as the inventory (or an import) names it; no secrets are kept."""
+
+    name: str
+    address: str = ""
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One attempt to learn a host's features, good or failed."""
+
+    id: int
+    host: str
+    run_id: int | None
+    taken_at: str
+    source: str
+    status: str
+    error: str = ""
+    feature_set: str | None = None
+    node_name: str = ""
+    duration_ms: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether this snapshot holds features."""
+        return self.status == OK
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    """A host with its newest snapshot and its newest good one."""
+
+    host: Host
+    latest: Snapshot | None
+    latest_good: Snapshot | None
+
+
+class Store:
+    """A fleetcompat database, opened (and created or upgraded) at `path`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self.db = sqlite_utils.Database(conn)
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot open database: {exc}") from None
+        self._feature_cache: dict[str, Features] = {}
+
+    def close(self) -> None:
+        """Close the connection; the store cannot be used afterwards."""
+        self.db.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction: everything inside lands together or not at all."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # Schema
+
+    def _migrate(self) -> None:
+        """Create the tables of a new file, or check that an old one is ours."""
+        conn = self.db.conn
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = set(self.db.table_names())
+        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
+            raise StoreError(f"{self.path}: not a fleetcompat database")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: written by a newer fleetcompat (schema {version}); "
+                "upgrade fleetcompat to read it"
+            )
+        if version == SCHEMA_VERSION:
+            return
+
+        with self.transaction():
+            self._create_tables()
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _create_tables(self) -> None:
+        """The schema, version 1."""
+        db = self.db
+        db["runs"].create(
+            {
+                "id": int,
+                "kind": str,
+                "started_at": str,
+                "finished_at": str,
+                "status": str,
+                "settings": str,
+                "counts": str,
+            },
+            pk="id",
+            not_null={"kind", "started_at", "status"},
+        )
+        db["hosts"].create(
+            {
+                "name": str,
+                "address": str,
+                "groups": str,
+                "first_seen": str,
+                "last_seen": str,
+            },
+            pk="name",
+        )
+        db["feature_sets"].create(
+            {"digest": str, "data": bytes, "size": int, "first_seen": str},
+            pk="digest",
+        )
+        db["snapshots"].create(
+            {
+                "id": int,
+                "host": str,
+                "run_id": int,
+                "taken_at": str,
+                "source": str,
+                "status": str,
+                "error": str,
+                "feature_set": str,
+                "node_name": str,
+                "duration_ms": int,
+            },
+            pk="id",
+            foreign_keys=[
+                ("host", "hosts", "name"),
+                ("run_id", "runs", "id"),
+                ("feature_set", "feature_sets", "digest"),
+            ],
+            not_null={"host", "taken_at", "source", "status"},
+        )
+        db["snapshots"].create_index(["host", "id"])
+        db["snapshots"].create_index(["run_id"])
+        db["snapshots"].create_index(["feature_set"])
+
+    # Runs
+
+    def start_run(self, kind: str, settings: dict[str, Any] | None = None) -> int:
+        """Record the start of a run and return its id."""
+        with self.transaction():
+            table = self.db["runs"]
+            table.insert(
+                {
+                    "kind": kind,
+                    "started_at": utcnow(),
+                    "status": "running",
+                    "settings": json.dumps(settings or {}, sort_keys=True),
+                    "counts": "{}",
+                }
+            )
+            return int(table.last_pk)
+
+    def finish_run(self, run_id: int, status: str, counts: dict[str, int]) -> None:
+        """Record the end of a run, its final status and its counts."""
+        with self.transaction():
+            self.db["runs"].update(
+                run_id,
+                {
+                    "finished_at": utcnow(),
+                    "status": status,
+                    "counts": json.dumps(counts, sort_keys=True),
+                },
+            )
+
+    def runs(self, kind: str | None = None, limit: int | None = None) -> list[Run]:
+        """Runs, newest first, optionally of one kind."""
+        where = "kind = ?" if kind else None
+        rows = self.db["runs"].rows_where(
+            where, [kind] if kind else [], order_by="id desc", limit=limit
+        )
+        return [_run(row) for row in rows]
+
+    def run(self, run_id: int) -> Run:
+        """One run by id; StoreError when there is none."""
+        try:
+            return _run(self.db["runs"].get(run_id))
+        except sqlite_utils.db.NotFoundError:
+            raise StoreError(f"{self.path}: no run {run_id}") from None
+
+    # Hosts and snapshots
+
+    def save_snapshot(
+        self,
+        host: Host,
+        *,
+        run_id: int | None,
+        source: str,
+        status: str = OK,
+        error: str = "",
+        features: Features | None = None,
+        node_name: str = "",
+        duration_ms: int | None = None,
+        taken_at: str | None = None,
+    ) -> Snapshot:
+        """Store one snapshot of a host, with its feature set, in one transaction.
+
+        A good snapshot (status "ok") needs features; a failed one has none. The
+        feature set is stored once by digest, without `system.name`.
+        """
+        if (status == OK) != (features is not None):
+            raise ValueError("a snapshot has features exactly when its status is ok")
+
+        digest = blob = None
+        if features is not None:
+            digest, blob = _feature_blob(features)
+        now = utcnow()
+        taken_at = taken_at or now
+
+        with self.transaction():
+            self._upsert_host(host, now)
+            if digest is not None and blob is not None:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO feature_sets (digest, data, size, "
+                    "first_seen) VALUES (?, ?, ?, ?)",
+                    [digest, zlib.compress(blob, 6), len(blob), now],
+                )
+            table = self.db["snapshots"]
+            table.insert(
+                {
+                    "host": host.name,
+                    "run_id": run_id,
+                    "taken_at": taken_at,
+                    "source": source,
+                    "status": status,
+                    "error": error,
+                    "feature_set": digest,
+                    "node_name": node_name,
+                    "duration_ms": duration_ms,
+                }
+            )
+            snapshot_id = int(table.last_pk)
+
+        return Snapshot(
+            snapshot_id,
+            host.name,
+            run_id,
+            taken_at,
+            source,
+            status,
+            error,
+            digest,
+            node_name,
+            duration_ms,
+        )
+
+    def _upsert_host(self, host: Host, now: str) -> None:
+        """Insert a host or refresh its address and groups."""
+        self.db.execute(
+            "INSERT INTO hosts (name, address, groups, first_seen, last_seen) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+            "address = excluded.address, groups = excluded.groups, "
+            "last_seen = excluded.last_seen",
+            [host.name, host.address, json.dumps(list(host.groups)), now, now],
+        )
+
+    def features(self, snapshot: Snapshot) -> Features:
+        """The features of a good snapshot, with `system.name` put back."""
+        if snapshot.feature_set is None:
+            raise StoreError(f"snapshot {snapshot.id} of {snapshot.host} has none")
+        features = self.feature_set(snapshot.feature_set).copy()
+        features.attributes["system.name"] = {"nodename": snapshot.node_name}
+        return features
+
+    def feature_set(self, digest: str) -> Features:
+        """A stored feature set by digest (without `system.name`); cached, shared."""
+        cached = self._feature_cache.get(digest)
+        if cached is not None:
+            return cached
+        row = self.db.execute(
+            "SELECT data FROM feature_sets WHERE digest = ?", [digest]
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"{self.path}: no feature set {digest}")
+        data = json.loads(zlib.decompress(row[0]))
+        features = Features.from_nfd(data, f"feature set {digest[:12]}")
+        self._feature_cache[digest] = features
+        return features
+
+    def hosts(self) -> list[HostStatus]:
+        """Every host with its newest snapshot and its newest good one."""
+        latest = {s.host: s for s in self._latest(good_only=False)}
+        good = {s.host: s for s in self._latest(good_only=True)}
+        rows = self.db.execute(
+            "SELECT name, address, groups FROM hosts ORDER BY name"
+        ).fetchall()
+        return [
+            HostStatus(
+                Host(name, address or "", tuple(json.loads(groups or "[]"))),
+                latest.get(name),
+                good.get(name),
+            )
+            for name, address, groups in rows
+        ]
+
+    def latest_good_snapshots(self) -> list[Snapshot]:
+        """The newest good snapshot of every host that has one, by host name."""
+        return self._latest(good_only=True)
+
+    def _latest(self, *, good_only: bool) -> list[Snapshot]:
+        """The newest snapshot per host, optionally among good ones only."""
+        where = "WHERE status = 'ok'" if good_only else ""
+        cursor = self.db.execute(
+            f"SELECT s.* FROM snapshots s JOIN (SELECT host, max(id) AS id "
+            f"FROM snapshots {where} GROUP BY host) m ON s.id = m.id ORDER BY s.host"
+        )
+        columns = [c[0] for c in cursor.description]
+        return [_snapshot(dict(zip(columns, row, strict=True))) for row in cursor]
+
+    def snapshots(self, host: str) -> list[Snapshot]:
+        """Every snapshot of one host, newest first."""
+        rows = self.db["snapshots"].rows_where("host = ?", [host], order_by="id desc")
+        return [_snapshot(row) for row in rows]
+
+    def prune(self, keep: int) -> int:
+        """Keep each host's `keep` newest snapshots (and always its newest good one).
+
+        Feature sets no snapshot refers to any more are removed too. Returns the
+        number of snapshots removed.
+        """
+        if keep < 1:
+            raise ValueError("keep at least one snapshot per host")
+        with self.transaction():
+            cursor = self.db.execute(
+                "DELETE FROM snapshots WHERE id IN (SELECT id FROM (SELECT id, "
+                "row_number() OVER (PARTITION BY host ORDER BY id DESC) AS n "
+                "FROM snapshots) WHERE n > ?) AND id NOT IN (SELECT max(id) FROM "
+                "snapshots WHERE status = 'ok' GROUP BY host)",
+                [keep],
+            )
+            removed = cursor.rowcount
+            self.db.execute(
+                "DELETE FROM feature_sets WHERE digest NOT IN (SELECT feature_set "
+                "FROM snapshots WHERE feature_set IS NOT NULL)"
+            )
+        return int(removed)
+
+
+def _feature_blob(features: Features) -> tuple[str, bytes]:
+    """The digest and canonical bytes of a feature set as stored (no system.name)."""
+    if "system.name" in features.attributes:
+        features = features.copy()
+        del features.attributes["system.name"]
+    blob = features.canonical_json()
+    return hashlib.sha256(blob).hexdigest(), blob
+
+
+def _run(row: dict[str, Any]) -> Run:
+    """A Run from its row."""
+    return Run(
+        id=row["id"],
+        kind=row["kind"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        status=row["status"],
+        settings=json.loads(row["settings"] or "{}"),
+        counts=json.loads(row["counts"] or "{}"),
+    )
+
+
+def _snapshot(row: dict[str, Any]) -> Snapshot:
+    """A Snapshot from its row."""
+    return Snapshot(
+        id=row["id"],
+        host=row["host"],
+        run_id=row["run_id"],
+        taken_at=row["taken_at"],
+        source=row["source"],
+        status=row["status"],
+        error=row["error"] or "",
+        feature_set=row["feature_set"],
+        node_name=row["node_name"] or "",
+        duration_ms=row["duration_ms"],
+    )
+
+
+def monotonic_ms() -> int:
+    """Milliseconds on a monotonic clock, for durations."""
+    return int(time.monotonic() * 1000)
