@@ -1,0 +1,618 @@
+"""Ansible inventories, read into the hosts a collection run contacts.
+
+Two shapes are read, by one parser: the YAML inventory Ansible users write (`all`,
+groups with `hosts`, `vars` and `children`, nested to any depth, host ranges such as
+`web[01:20].example.com`) and the JSON that `ansible-inventory --list` or a dynamic
+inventory script prints (groups with host lists and `_meta.hostvars`).
+
+Variables follow Ansible's precedence: `all`'s vars, then other groups' vars from the
+shallowest to the deepest group (by `ansible_group_priority`, then name, on a tie),
+then host vars. Of Ansible's connection variables these are honoured:
+`ansible_host`, `ansible_port`, `ansible_user`, `ansible_ssh_private_key_file`,
+`ansible_connection` (`ssh` or `local`), and in `ansible_ssh_common_args` /
+`ansible_ssh_extra_args` the options `-o ProxyJump=`, `-J`, `-p`, `-l`, `-i`,
+`-o Port/User/IdentityFile=` and a `ProxyCommand` of the form `ssh -W %h:%p bastion`.
+Our own settings carry a `fleetcompat_` prefix (see `SETTINGS`).
+
+Jinja templates in values are not evaluated: a template in a connection variable
+makes the inventory invalid, so a host is never contacted at a half-rendered
+address. `!vault` values cannot be read from YAML; `ansible-inventory --list` output
+of the same inventory can.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shlex
+import string
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleetcompat.documents import MAX_DOCUMENT_BYTES, parse_text
+from fleetcompat.errors import InputError, InventoryError
+
+SETTINGS = {
+    "fleetcompat_jump": "jump host chain, [user@]host[:port][,...]; 'none' for none",
+    "fleetcompat_timeout": "per-host deadline in seconds (connect, auth and probe)",
+    "fleetcompat_skip": "true to leave the host out of collection",
+    "fleetcompat_jump_concurrency": "most hosts tunnelled at once through a bastion",
+    "fleetcompat_probe_root": "directory on the host the probe reads instead of /",
+}
+"""Our own host variables and what each means."""
+
+GROUP_KEYS = {"hosts", "vars", "children"}
+CONNECTIONS = {"ssh", "smart", "paramiko", "local"}
+_RANGE = re.compile(r"\[([0-9a-zA-Z]+):([0-9a-zA-Z]+)(?::(\d+))?\]")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One SSH endpoint of a jump chain: `[user@]host[:port]`."""
+
+    host: str
+    port: int | None = None
+    user: str | None = None
+
+    def __str__(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{user}{self.host}{port}"
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One host of the inventory, with its resolved connection settings.
+
+    `address` is `ansible_host` or the name; `port`, `user` and `key_file` are None
+    when the inventory leaves them to ~/.ssh/config and SSH's defaults. `skip` says
+    why the host is left out of collection, or is empty.
+    """
+
+    name: str
+    address: str
+    port: int | None = None
+    user: str | None = None
+    key_file: str | None = None
+    jump: tuple[Endpoint, ...] | None = None
+    local: bool = False
+    groups: tuple[str, ...] = ()
+    timeout: float | None = None
+    skip: str = ""
+    settings: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The hosts of an inventory file and the groups that name them."""
+
+    source: str
+    hosts: tuple[HostSpec, ...]
+    groups: Mapping[str, tuple[str, ...]]
+
+    def host(self, name: str) -> HostSpec:
+        """One host by name; KeyError when absent."""
+        for spec in self.hosts:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def select(self, pattern: str | None) -> list[HostSpec]:
+        """The hosts an Ansible-like `--limit` pattern picks, in inventory order.
+
+        Terms are separated by commas (or colons); each names a host or a group,
+        may use shell globs, `~regex`, and a leading `!` (exclude) or `&`
+        (intersect). Raises InventoryError when a term matches nothing.
+        """
+        if not pattern or pattern.strip() in ("all", "*"):
+            return list(self.hosts)
+
+        chosen: set[str] = set()
+        include = [t for t in _terms(pattern) if t[0] not in "!&"]
+        if not include:
+            chosen = {h.name for h in self.hosts}
+        for term in include:
+            chosen |= self._match(term, pattern)
+        for term in _terms(pattern):
+            if term[0] == "&":
+                chosen &= self._match(term[1:], pattern)
+            elif term[0] == "!":
+                chosen -= self._match(term[1:], pattern)
+        return [h for h in self.hosts if h.name in chosen]
+
+    def _match(self, term: str, pattern: str) -> set[str]:
+        """Host names one term matches, by host name or group name."""
+        if term.startswith("~"):
+            try:
+                regex = re.compile(term[1:])
+            except re.error as exc:
+                raise InventoryError(f"--limit {pattern}: {term}: {exc}") from None
+            hit = regex.match
+        else:
+
+            def hit(name: str) -> bool:
+                return fnmatch.fnmatchcase(name, term)
+
+        found = {h.name for h in self.hosts if hit(h.name)}
+        for group, members in self.groups.items():
+            if hit(group):
+                found.update(members)
+        if not found:
+            raise InventoryError(
+                f"--limit {pattern}: {term!r} matches no host or group of {self.source}"
+            )
+        return found
+
+
+def _terms(pattern: str) -> list[str]:
+    """The terms of a limit pattern; colons separate only when not an IPv6 address."""
+    terms = []
+    for part in pattern.split(","):
+        part = part.strip()
+        pieces = part.split(":") if part.count(":") == 1 else [part]
+        terms.extend(p.strip() for p in pieces if p.strip())
+    return terms
+
+
+@dataclass
+class _Group:
+    """A group while the inventory is read."""
+
+    name: str
+    vars: dict[str, Any] = field(default_factory=dict)
+    hosts: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+    parents: set[str] = field(default_factory=set)
+
+
+class _Reader:
+    """Reads one parsed inventory document into groups and host variables."""
+
+    def __init__(self, data: Any, source: str, text: str | bytes) -> None:
+        self.source = source
+        self.text = text
+        self.groups: dict[str, _Group] = {"all": _Group("all")}
+        self.host_vars: dict[str, dict[str, Any]] = {}
+        self.order: list[str] = []
+        self._read(data)
+
+    def error(self, path: Iterable[str | int], message: str) -> InventoryError:
+        """An InventoryError naming the file and, when found, the line of `path`."""
+        line = _line_of(self.text, list(path))
+        where = f"line {line}: " if line else ""
+        return InventoryError(f"{self.source}: {where}{message}")
+
+    def _read(self, data: Any) -> None:
+        """Every top-level group (and `_meta.hostvars` of ansible-inventory JSON)."""
+        if data is None:
+            raise self.error([], "the inventory is empty")
+        if not isinstance(data, dict):
+            raise self.error([], "an inventory must be a mapping of groups")
+
+        meta = data.get("_meta") or {}
+        for name, body in data.items():
+            if name == "_meta":
+                continue
+            self._group(str(name), body, None, [name])
+        hostvars = meta.get("hostvars") if isinstance(meta, dict) else None
+        for host, variables in (hostvars or {}).items():
+            if not isinstance(variables, dict):
+                raise self.error(["_meta", "hostvars", host], "hostvars must be maps")
+            self._add_host(str(host), variables, ["_meta", "hostvars", host])
+        for group in self.groups.values():
+            if group.name != "all" and not group.parents:
+                self._link("all", group.name)
+
+    def _group(self, name: str, body: Any, parent: str | None, path: list[Any]) -> None:
+        """One group body: hosts, vars and children (nested or by name)."""
+        group = self.groups.setdefault(name, _Group(name))
+        if parent is not None:
+            self._link(parent, name)
+        if body is None:
+            return
+        if isinstance(body, list):  # a dynamic inventory script's short form
+            body = {"hosts": body}
+        if not isinstance(body, dict):
+            raise self.error(path, f"group {name!r} must be a mapping")
+        unknown = set(body) - GROUP_KEYS
+        if unknown:
+            key = sorted(unknown)[0]
+            raise self.error(
+                path + [key],
+                f"group {name!r}: unknown key {key!r} (expected hosts, vars, children)",
+            )
+
+        variables = body.get("vars") or {}
+        if not isinstance(variables, dict):
+            raise self.error(path + ["vars"], f"group {name!r}: vars must be a mapping")
+        group.vars.update(variables)
+        self._hosts(group, body.get("hosts"), path + ["hosts"])
+        self._children(name, body.get("children"), path + ["children"])
+
+    def _hosts(self, group: _Group, hosts: Any, path: list[Any]) -> None:
+        """A group's hosts: a mapping of host pattern to vars, or a list of names."""
+        if hosts is None:
+            return
+        if isinstance(hosts, list):
+            hosts = {str(h): None for h in hosts}
+        if not isinstance(hosts, dict):
+            raise self.error(path, f"group {group.name!r}: hosts must be a mapping")
+        for pattern, variables in hosts.items():
+            where = path + [pattern]
+            if variables is not None and not isinstance(variables, dict):
+                raise self.error(where, f"host {pattern!r}: vars must be a mapping")
+            for name, port in _expand(
+                str(pattern), lambda m, w=where: self.error(w, m)
+            ):
+                extra = {"ansible_port": port} if port else {}
+                self._add_host(name, {**extra, **(variables or {})}, where)
+                if name not in group.hosts:
+                    group.hosts.append(name)
+
+    def _children(self, parent: str, children: Any, path: list[Any]) -> None:
+        """A group's children: nested group bodies, or a list of group names."""
+        if children is None:
+            return
+        if isinstance(children, list):
+            children = {str(c): None for c in children}
+        if not isinstance(children, dict):
+            raise self.error(path, f"group {parent!r}: children must be a mapping")
+        for name, body in children.items():
+            if str(name) == parent:
+                raise self.error(path + [name], f"group {parent!r} contains itself")
+            self._group(str(name), body, parent, path + [name])
+
+    def _add_host(self, name: str, variables: dict[str, Any], path: list[Any]) -> None:
+        """Record a host (first sight fixes its order) and merge its vars."""
+        if not name:
+            raise self.error(path, "a host needs a name")
+        if name not in self.host_vars:
+            self.host_vars[name] = {}
+            self.order.append(name)
+        self.host_vars[name].update(variables)
+
+    def _link(self, parent: str, child: str) -> None:
+        """Make `child` a child group of `parent`."""
+        self.groups.setdefault(parent, _Group(parent))
+        if child not in self.groups[parent].children:
+            self.groups[parent].children.append(child)
+        self.groups.setdefault(child, _Group(child)).parents.add(parent)
+
+    def depth(self, name: str, seen: frozenset[str] = frozenset()) -> int:
+        """A group's depth below `all` (its longest path), refusing cycles."""
+        if name == "all":
+            return 0
+        if name in seen:
+            raise self.error([], f"group {name!r} is its own ancestor")
+        parents = self.groups[name].parents
+        return 1 + max((self.depth(p, seen | {name}) for p in parents), default=0)
+
+    def members(self, name: str, seen: frozenset[str] = frozenset()) -> list[str]:
+        """Hosts of a group and of its descendants."""
+        if name in seen:
+            raise self.error([], f"group {name!r} is its own ancestor")
+        group = self.groups[name]
+        found = list(group.hosts)
+        for child in group.children:
+            found.extend(self.members(child, seen | {name}))
+        return found
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    """Read an inventory file (Ansible YAML, or `ansible-inventory --list` JSON).
+
+    Raises InventoryError naming the file, and the line where it can be found, when
+    the file cannot be read, is not valid YAML/JSON, or holds a bad group or value.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as stream:
+            text = stream.read(MAX_DOCUMENT_BYTES + 1)
+    except OSError as exc:
+        raise InventoryError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return parse_inventory(text, str(path))
+
+
+def parse_inventory(text: str | bytes, source: str) -> Inventory:
+    """Read an inventory from its text; `source` names it in errors."""
+    try:
+        data = parse_text(text, source)
+    except InventoryError:
+        raise
+    except InputError as exc:
+        raise InventoryError(str(exc)) from None
+
+    reader = _Reader(data, source, text)
+    members = {name: reader.members(name) for name in reader.groups}
+    host_groups: dict[str, list[str]] = {name: [] for name in reader.order}
+    for group, hosts in members.items():
+        for host in hosts:
+            host_groups[host].append(group)
+
+    hosts = []
+    for name in reader.order:
+        groups = sorted(
+            (reader.groups[g] for g in set(host_groups[name])),
+            key=lambda g: (reader.depth(g.name), _priority(g), g.name),
+        )
+        variables: dict[str, Any] = {}
+        for group in groups:
+            variables.update(group.vars)
+        variables.update(reader.host_vars[name])
+        names = tuple(g.name for g in groups if g.name not in ("all", "ungrouped"))
+        hosts.append(_host_spec(name, variables, names, reader))
+
+    if not hosts:
+        raise InventoryError(f"{source}: the inventory names no hosts")
+    groups = {
+        name: tuple(dict.fromkeys(m)) for name, m in members.items() if name != "all"
+    }
+    return Inventory(source, tuple(hosts), groups)
+
+
+def _priority(group: _Group) -> int:
+    """A group's `ansible_group_priority` (1 unless set)."""
+    try:
+        return int(group.vars.get("ansible_group_priority", 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _host_spec(
+    name: str, variables: dict[str, Any], groups: tuple[str, ...], reader: _Reader
+) -> HostSpec:
+    """One host's spec from its merged variables."""
+
+    def value(*keys: str) -> str | None:
+        for key in keys:
+            raw = variables.get(key)
+            if raw is None or isinstance(raw, dict):  # a dict: a vaulted value
+                continue
+            text = str(raw)
+            if "{{" in text or "{%" in text:
+                raise _host_error(
+                    reader, name, key, "Jinja templates are not supported"
+                )
+            return text
+        return None
+
+    settings = {
+        key.removeprefix("fleetcompat_"): str(v)
+        for key, v in variables.items()
+        if key.startswith("fleetcompat_") and v is not None
+    }
+    for key in set(variables) - set(SETTINGS):
+        if key.startswith("fleetcompat_"):
+            raise _host_error(reader, name, key, "unknown fleetcompat setting")
+
+    args = " ".join(
+        filter(
+            None, [value("ansible_ssh_common_args"), value("ansible_ssh_extra_args")]
+        )
+    )
+    options, skip = _ssh_args(args, name, reader)
+    connection = (value("ansible_connection") or "ssh").lower()
+    if connection not in CONNECTIONS:
+        skip = f"ansible_connection {connection!r} is not supported (ssh or local)"
+    if _truthy(settings.get("skip", "false")):
+        skip = "fleetcompat_skip is set"
+
+    port_text = value("ansible_port", "ansible_ssh_port") or options.get("port")
+    jump_text = settings.get("jump", options.get("jump"))
+    return HostSpec(
+        name=name,
+        address=value("ansible_host", "ansible_ssh_host") or name,
+        port=_port(port_text, name, reader) if port_text else None,
+        user=value("ansible_user", "ansible_ssh_user") or options.get("user"),
+        key_file=value("ansible_ssh_private_key_file") or options.get("key"),
+        jump=_jump_chain(jump_text, name, reader),
+        local=connection == "local",
+        groups=groups,
+        timeout=_timeout(settings.get("timeout"), name, reader),
+        skip=skip,
+        settings=settings,
+    )
+
+
+def _ssh_args(args: str, host: str, reader: _Reader) -> tuple[dict[str, str], str]:
+    """The options we honour from `ssh` command-line arguments, and a skip reason."""
+    try:
+        words = shlex.split(args)
+    except ValueError as exc:
+        raise _host_error(reader, host, "ansible_ssh_common_args", str(exc)) from None
+
+    found: dict[str, str] = {}
+    skip = ""
+    flags = {"-J": "jump", "-p": "port", "-l": "user", "-i": "key"}
+    named = {"proxyjump": "jump", "port": "port", "user": "user", "identityfile": "key"}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        flag, attached = word[:2], word[2:]
+        if flag in flags or flag == "-o":
+            if attached:
+                argument = attached
+            elif i + 1 < len(words):
+                i += 1
+                argument = words[i]
+            else:
+                break
+            if flag != "-o":
+                found.setdefault(flags[flag], argument)
+            else:
+                key, _, val = argument.partition("=")
+                if not val and " " in key:
+                    key, _, val = key.partition(" ")
+                key = key.strip().lower()
+                if key in named:
+                    found.setdefault(named[key], val.strip())
+                elif key == "proxycommand":
+                    bastion = _proxy_command_bastion(val)
+                    if bastion:
+                        found.setdefault("jump", bastion)
+                    else:
+                        skip = (
+                            f"ProxyCommand {val!r} is not supported; "
+                            "use ProxyJump or fleetcompat_jump"
+                        )
+        i += 1
+    return found, skip
+
+
+def _proxy_command_bastion(command: str) -> str | None:
+    """The bastion of `ssh [-p P] [-l U] [-q] -W %h:%p [user@]bastion`, else None."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if not words or Path(words[0]).name != "ssh" or "-W" not in words:
+        return None
+    user = port = None
+    rest = []
+    i = 1
+    while i < len(words):
+        word = words[i]
+        if word in ("-W", "-p", "-l", "-o", "-i", "-F") and i + 1 < len(words):
+            if word == "-p":
+                port = words[i + 1]
+            elif word == "-l":
+                user = words[i + 1]
+            elif word == "-W" and words[i + 1] != "%h:%p":
+                return None
+            i += 2
+            continue
+        if not word.startswith("-"):
+            rest.append(word)
+        i += 1
+    if len(rest) != 1:
+        return None
+    destination = rest[0]
+    if user and "@" not in destination:
+        destination = f"{user}@{destination}"
+    return f"{destination}:{port}" if port else destination
+
+
+def _jump_chain(
+    text: str | None, host: str, reader: _Reader
+) -> tuple[Endpoint, ...] | None:
+    """A jump chain from `[user@]host[:port][,...]`; None means "as ssh config says"."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    hops = []
+    for hop in text.split(","):
+        user, _, rest = hop.strip().rpartition("@")
+        address, port = rest, None
+        match = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:]+)(?::(\d+))?", rest)
+        if not match:
+            raise _host_error(
+                reader, host, "fleetcompat_jump", f"bad jump host {hop!r}"
+            )
+        address = match.group(1) or match.group(3)
+        port_text = match.group(2) or match.group(4)
+        port = _port(port_text, host, reader) if port_text else None
+        hops.append(Endpoint(address, port, user or None))
+    return tuple(hops)
+
+
+def _port(text: str, host: str, reader: _Reader) -> int:
+    """A TCP port number, checked."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise _host_error(reader, host, "ansible_port", f"bad port {text!r}")
+    return port
+
+
+def _timeout(text: str | None, host: str, reader: _Reader) -> float | None:
+    """A positive number of seconds, checked."""
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0
+    if not seconds > 0:
+        raise _host_error(reader, host, "fleetcompat_timeout", f"bad timeout {text!r}")
+    return seconds
+
+
+def _truthy(text: str) -> bool:
+    """Ansible's notion of a true string."""
+    return text.strip().lower() in ("1", "true", "yes", "on", "y")
+
+
+def _host_error(reader: _Reader, host: str, key: str, message: str) -> InventoryError:
+    """An error about one host's variable, at the line defining it when found."""
+    line = _find_key_line(reader.text, key)
+    where = f"line {line}: " if line else ""
+    return InventoryError(f"{reader.source}: {where}host {host!r}: {key}: {message}")
+
+
+def _expand(pattern: str, error: Any) -> list[tuple[str, int | None]]:
+    """Host names from a pattern with `[a:b]` / `[a:b:step]` ranges and `:port`."""
+    port = None
+    host_part = pattern
+    if pattern.count(":") == 1 or (":" in pattern and "]" in pattern.rsplit(":", 1)[0]):
+        head, _, tail = pattern.rpartition(":")
+        if tail.isdigit() and not head.endswith("["):
+            host_part, port = head, int(tail)
+    match = _RANGE.search(host_part)
+    if not match:
+        return [(host_part, port)]
+
+    start, end, step = match.group(1), match.group(2), int(match.group(3) or 1)
+    if start.isdigit() and end.isdigit():
+        width = len(start) if start.startswith("0") else 0
+        values = [str(n).zfill(width) for n in range(int(start), int(end) + 1, step)]
+    elif len(start) == 1 and len(end) == 1 and start.isalpha() and end.isalpha():
+        letters = string.ascii_letters
+        values = list(letters[letters.index(start) : letters.index(end) + 1 : step])
+    else:
+        raise error(f"bad host range {match.group(0)!r}")
+    if not values or len(values) > 100_000:
+        raise error(f"host range {match.group(0)!r} is empty or too large")
+
+    found = []
+    for value in values:
+        name = host_part[: match.start()] + value + host_part[match.end() :]
+        found.extend(_expand(name if port is None else f"{name}:{port}", error))
+    return found
+
+
+def _line_of(text: str | bytes, path: list[Any]) -> int | None:
+    """The 1-based line of the node at `path` in a YAML/JSON text, when found."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in path:
+        if not isinstance(node, yaml.MappingNode):
+            return line
+        for key_node, value_node in node.value:
+            if str(key_node.value) == str(key):
+                line = key_node.start_mark.line + 1
+                node = value_node
+                break
+        else:
+            return line
+    return line
+
+
+def _find_key_line(text: str | bytes, key: str) -> int | None:
+    """The first line on which `key` appears as a mapping key, when found."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    pattern = re.compile(rf"""^\s*["']?{re.escape(key)}["']?\s*[:=]""")
+    for number, line in enumerate(text.splitlines(), 1):
+        if pattern.search(line):
+            return number
+    return None
