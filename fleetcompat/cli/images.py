@@ -1,0 +1,201 @@
+"""`fleetcompat images`, `attach` and `mirror`: images and their specs in layouts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from fleetcompat.cli.main import (
+    ExitCode,
+    output_option,
+    print_json,
+    verbosity_options,
+)
+
+LAYOUT_HELP = "OCI image layout directory, or a directory of layouts (repeatable)."
+
+
+@click.command()
+@click.option(
+    "--oci-layout",
+    "layouts",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help=LAYOUT_HELP,
+)
+@output_option("table", "json")
+@verbosity_options
+def images(layouts: tuple[Path, ...], output: str) -> None:
+    """List the images in OCI layouts and the compatibility spec of each.
+
+    For every image: its references, digest and platforms, and per platform the
+    NFD compatibility artifact NFD would pick (the newest by its created
+    annotation; the platform's own, else the index's), with its number of
+    compatibility sets and tags. Broken or hostile content is reported per image;
+    the other images are still listed.
+
+    \b
+    Examples:
+      fleetcompat images --oci-layout examples/oci-layout
+      fleetcompat images --oci-layout mirror/ --output json
+
+    Exits 3 when some image or layout had problems, 2 when a path is not a layout.
+    """
+    from fleetcompat.oci import catalog_to_json, scan_layouts
+
+    catalog = scan_layouts(list(layouts))
+    if output == "json":
+        print_json(catalog_to_json(catalog))
+    else:
+        _print_catalog(catalog_to_json(catalog))
+    for hint in catalog.hints:
+        click.echo(f"fleetcompat: hint: {hint}", err=True)
+    if not catalog.complete:
+        raise SystemExit(int(ExitCode.PARTIAL))
+
+
+def _print_catalog(catalog: dict[str, Any]) -> None:
+    """Print the catalog as a table, problems below it."""
+    table = Table(show_lines=False, box=None, pad_edge=False)
+    for column in (
+        "IMAGE",
+        "DIGEST",
+        "PLATFORM",
+        "ARTIFACT",
+        "CREATED",
+        "SETS",
+        "TAGS",
+    ):
+        table.add_column(column, overflow="fold")
+    table.add_column("FROM")
+
+    for image in catalog["images"]:
+        name = ", ".join(image["references"]) or "(untagged)"
+        rows = image["artifacts"] or [{"platform": None, "digest": None}]
+        for row in rows:
+            table.add_row(
+                name,
+                image["digest"][7:19],
+                row.get("platform") or "-",
+                (row.get("digest") or "-")[7:19] or "-",
+                row.get("created") or "-",
+                str(row.get("compatibilitySets") or "-"),
+                ",".join(row.get("tags") or []) or "-",
+                row.get("source") or "-",
+            )
+            name = ""
+    Console(soft_wrap=True).print(table)
+
+    for image in catalog["images"]:
+        for problem in image["problems"]:
+            label = ", ".join(image["references"]) or image["digest"]
+            click.echo(f"problem: {label}: {problem}")
+    for problem in catalog["problems"]:
+        click.echo(f"problem: {problem}")
+
+
+@click.command()
+@click.argument("image")
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option(
+    "--oci-layout",
+    "layout",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The OCI image layout holding the image.",
+)
+@click.option("--platform", help="Attach to this platform's manifest (os/arch).")
+@click.option(
+    "--created",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%z"]),
+    help="The created annotation (RFC 3339, UTC); default now.",
+)
+@verbosity_options
+def attach(
+    image: str,
+    spec: Path,
+    layout: Path,
+    platform: str | None,
+    created: datetime | None,
+) -> None:
+    """Attach a compatibility spec to an image in a layout, as oras attach does.
+
+    The spec is validated first. The artifact gets NFD's artifact type, the
+    empty config, the spec as its layer, a created annotation and the image as
+    subject, and an untagged entry in index.json. Prints the artifact digest.
+
+    \b
+    Examples:
+      fleetcompat attach cuda-inference:12.4 gpu.yaml --oci-layout mirror/
+      fleetcompat attach app:1.0 spec.yaml --oci-layout mirror/ --platform linux/amd64
+    """
+    from fleetcompat.attach import attach as attach_spec
+
+    descriptor = attach_spec(layout, image, spec, created=created, platform=platform)
+    click.echo(descriptor.digest)
+
+
+@click.command()
+@click.argument("references", nargs=-1, required=True)
+@click.option(
+    "--oci-layout",
+    "layout",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The OCI image layout to write (created when absent).",
+)
+@click.option("--plain-http", is_flag=True, help="Talk HTTP, not HTTPS, to registries.")
+@click.option(
+    "--with-images",
+    is_flag=True,
+    help="Also copy image configs and layers (a complete image copy).",
+)
+@output_option("table", "json")
+@verbosity_options
+def mirror(
+    references: tuple[str, ...],
+    layout: Path,
+    plain_http: bool,
+    with_images: bool,
+    output: str,
+) -> None:
+    """Copy images' compatibility artifacts from a registry into an OCI layout.
+
+    For each reference, the image index and platform manifests are copied with
+    every NFD compatibility artifact that refers to them (found through the
+    registry's referrers API, or the sha256-<hex> tag schema when it has none).
+    Everything fetched is checked against its digest. Run it on the connected
+    side, carry the layout across, and audit it there.
+
+    \b
+    Examples:
+      fleetcompat mirror registry.example.com/ml/cuda:12.4 --oci-layout mirror/
+      fleetcompat mirror localhost:5000/app:1.0 --oci-layout mirror/ --plain-http
+
+    Exits 3 when some references could not be copied; the others were.
+    """
+    from fleetcompat.mirror import mirror as mirror_images
+
+    result = mirror_images(
+        list(references), layout, plain_http=plain_http, with_images=with_images
+    )
+    if output == "json":
+        print_json(result.to_json())
+    else:
+        for item in result.images:
+            status = "ok" if not item.problem else f"failed: {item.problem}"
+            count = len(item.artifacts)
+            click.echo(
+                f"{item.reference}\t{item.digest or '-'}\t{count} artifacts\t{status}"
+            )
+    if any(item.problem for item in result.images):
+        raise SystemExit(int(ExitCode.PARTIAL))
+
+
+COMMANDS = [images, attach, mirror]
