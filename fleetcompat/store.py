@@ -457,6 +457,7 @@ class Store:
                 "feature_set": str,
                 "subject": int,
                 "arch": str,
+                "node_name": str,
                 "status": str,
                 "reason": str,
             },
@@ -542,8 +543,8 @@ class Store:
         with self.transaction():
             conn.executemany(
                 "INSERT INTO eval_hosts (run_id, idx, host, groups, snapshot_id, "
-                "taken_at, feature_set, subject, arch, status, reason) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "taken_at, feature_set, subject, arch, node_name, status, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         run_id,
@@ -555,6 +556,7 @@ class Store:
                         h.feature_set,
                         h.subject,
                         h.arch,
+                        h.node_name,
                         h.status,
                         h.reason,
                     )
@@ -600,7 +602,8 @@ class Store:
         """The hosts of an evaluation run, in run order."""
         rows = self.db.execute(
             "SELECT idx, host, groups, snapshot_id, taken_at, feature_set, subject, "
-            "arch, status, reason FROM eval_hosts WHERE run_id = ? ORDER BY idx",
+            "arch, node_name, status, reason FROM eval_hosts WHERE run_id = ? "
+            "ORDER BY idx",
             [run_id],
         )
         return [
@@ -613,12 +616,23 @@ class Store:
                 feature_set,
                 subject,
                 arch or "",
+                node_name or "",
                 status,
                 reason or "",
             )
-            for idx, host, groups, snapshot_id, taken_at, feature_set, subject, arch, (
-                status
-            ), reason in rows
+            for (
+                idx,
+                host,
+                groups,
+                snapshot_id,
+                taken_at,
+                feature_set,
+                subject,
+                arch,
+                node_name,
+                status,
+                reason,
+            ) in rows
         ]
 
     def eval_images(self, run_id: int) -> list[EvalImage]:
@@ -748,6 +762,7 @@ class EvalHost:
     feature_set: str | None
     subject: int
     arch: str
+    node_name: str
     status: str
     reason: str = ""
 
