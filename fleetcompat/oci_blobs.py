@@ -189,11 +189,14 @@ def read_blob(layout: Path, descriptor: Descriptor, limit: int) -> bytes:
     path = blob_path(layout, descriptor.digest)
 
     try:
-        size = os.stat(path).st_size
+        info = os.stat(path)
     except FileNotFoundError:
         raise BlobError(f"{what}: missing from the layout") from None
     except OSError as exc:
         raise BlobError(f"{what}: cannot stat: {exc.strerror or exc}") from None
+    size = info.st_size
+    if not stat.S_ISREG(info.st_mode):
+        raise BlobError(f"{what}: not a regular file")
     if size != descriptor.size:
         raise BlobError(
             f"{what}: file is {size} bytes but its descriptor says {descriptor.size}"

@@ -342,7 +342,7 @@ class _LayoutReader:
         if node.error:
             problems.append(f"image manifest cannot be read: {node.error}")
         elif node.is_index:
-            platforms = self._platforms(node, set())
+            platforms = self._platforms(node, set(), problems)
             own = self._candidates(entry.digest)
             for platform in platforms:
                 choices.append(self._choose_platform(platform, own, problems))
@@ -364,15 +364,20 @@ class _LayoutReader:
             problems=tuple(problems),
         )
 
-    def _platforms(self, index: _Node, seen: set[str]) -> list[PlatformManifest]:
+    def _platforms(
+        self, index: _Node, seen: set[str], problems: list[str]
+    ) -> list[PlatformManifest]:
         """The platform manifests of an index, through nested indexes."""
         seen.add(index.descriptor.digest)
+        if index.error:
+            problems.append(f"nested index {index.descriptor.digest}: {index.error}")
+            return []
         found = []
         for child in index.children:
             nested = self.nodes.get(child.digest)
-            if child.media_type in INDEX_TYPES and nested and not nested.error:
+            if child.media_type in INDEX_TYPES and nested:
                 if child.digest not in seen:
-                    found.extend(self._platforms(nested, seen))
+                    found.extend(self._platforms(nested, seen, problems))
                 continue
             found.extend(_descriptor_platform(child))
         return found
