@@ -95,17 +95,21 @@ def _read_spec(path: Path) -> bytes:
     except BlobError as exc:
         raise SpecError(str(exc)) from None
 
+    _check_spec_lightly(data, str(path))
     try:
         from fleetcompat.spec import load_spec
     except ImportError:
-        _check_spec_lightly(data, str(path))
-    else:
-        load_spec(path)
+        return data
+    load_spec(path)
     return data
 
 
 def _check_spec_lightly(data: bytes, source: str) -> None:
-    """Check that a spec parses and has a compatibilities list (no rule checks)."""
+    """Check that a spec parses and has a compatibilities list.
+
+    NFD reads the layer as an image-compatibility spec only, so a NodeFeatureRule
+    (which `load_spec` also accepts) is refused here.
+    """
     try:
         document = parse_text(data, source)
     except InputError as exc:
