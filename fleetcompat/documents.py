@@ -52,11 +52,15 @@ class _BoundedLoader(yaml.SafeLoader):
             )
 
 
-def parse_text(text: str | bytes, source: str) -> Any:
+def parse_text(
+    text: str | bytes, source: str, loader: type[_BoundedLoader] | None = None
+) -> Any:
     """Parse a YAML or JSON document; `source` names it in errors.
 
     Raises InputError for oversized, undecodable or malformed documents. A document
     holding several YAML documents is refused: every input here is one object.
+    `loader` may be a subclass of the bounded loader that resolves scalars its own
+    way (the spec reader resolves them as Go's YAML library does).
     """
     if len(text) > MAX_DOCUMENT_BYTES:
         raise InputError(
@@ -76,9 +80,9 @@ def parse_text(text: str | bytes, source: str) -> Any:
         except json.JSONDecodeError:
             pass  # YAML flow style also starts so; let the YAML parser say why.
 
-    loader = _BoundedLoader(text)
+    loader_instance = (loader or _BoundedLoader)(text)
     try:
-        document = loader.get_single_data()
+        document = loader_instance.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -87,11 +91,11 @@ def parse_text(text: str | bytes, source: str) -> Any:
     except yaml.YAMLError as exc:
         raise InputError(f"{source}: {exc}") from None
     finally:
-        loader.dispose()
+        loader_instance.dispose()
     return document
 
 
-def read_document(path: str | Path) -> Any:
+def read_document(path: str | Path, loader: type[_BoundedLoader] | None = None) -> Any:
     """Read and parse a YAML or JSON file, bounded in size.
 
     Raises InputError naming the file when it cannot be read or parsed.
@@ -102,10 +106,14 @@ def read_document(path: str | Path) -> Any:
             data = stream.read(MAX_DOCUMENT_BYTES + 1)
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return parse_text(data, str(path))
+    return parse_text(data, str(path), loader)
 
 
-def load_source(src: str | Path | dict[str, Any] | list[Any], what: str) -> Any:
+def load_source(
+    src: str | Path | dict[str, Any] | list[Any],
+    what: str,
+    loader: type[_BoundedLoader] | None = None,
+) -> Any:
     """Turn a path, a YAML/JSON string or parsed data into parsed data.
 
     A string that holds a newline or starts like a document is taken as text;
@@ -114,7 +122,7 @@ def load_source(src: str | Path | dict[str, Any] | list[Any], what: str) -> Any:
     if isinstance(src, dict | list):
         return src
     if isinstance(src, Path):
-        return read_document(src)
+        return read_document(src, loader)
     if "\n" in src or src.lstrip()[:1] in ("{", "["):
-        return parse_text(src, f"<{what} text>")
-    return read_document(src)
+        return parse_text(src, f"<{what} text>", loader)
+    return read_document(src, loader)

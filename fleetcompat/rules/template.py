@@ -1,0 +1,482 @@
+"""The part of Go's text/template that NFD rule templates use.
+
+NFD renders `varsTemplate` (and `labelsTemplate`) with Go's text/template, option
+`missingkey=error`, over the matched elements: `.<domain>.<feature>` is a list of
+elements, each a map (`Name`, `Value` for flags and attributes; an instance's own
+attributes). The output is split into `key=value` lines.
+
+Supported here: literal text, `{{- ` / ` -}}` trimming, comments, `range` (with
+`else`), `if` / `else if` / `else`, `with`, fields and field chains on maps (`.Name`,
+`.cpu.cpuid`, `.class`), `.`, string, number and boolean constants, parentheses,
+pipes, and the functions index, len, eq, ne, lt, le, gt, ge, and, or, not, print,
+lower, upper, trim, trimPrefix, trimSuffix, contains, hasPrefix, hasSuffix, replace.
+Anything else (variables, `define`/`template`/`block`, other Sprig functions) is
+refused with a RuleError when the template would run; NFD would run it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fleetcompat.errors import RuleError
+
+MAX_TEMPLATE_SIZE = 64 * 1024
+"""NFD's limit on a template's length."""
+
+_SPACE = " \t\r\n"
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<string>"(?:[^"\\\n]|\\.)*")
+      | (?P<raw>`[^`]*`)
+      | (?P<char>'(?:[^'\\]|\\.)+')
+      | (?P<number>[+-]?\d[\w.+-]*)
+      | (?P<field>(?:\.[A-Za-z_]\w*)+)
+      | (?P<dot>\.)
+      | (?P<var>\$\w*)
+      | (?P<ident>[A-Za-z_]\w*)
+      | (?P<punct>[()|,]|:=|=)
+    )""",
+    re.VERBOSE,
+)
+
+Value = Any
+
+
+class TemplateError(Exception):
+    """A template that cannot be parsed or run; the engine names the rule."""
+
+
+# The tree: text is a str; actions are tuples whose first item names the kind.
+Node = Any
+
+
+@dataclass(frozen=True)
+class Template:
+    """A parsed template, or the error that parsing it gave (raised when run)."""
+
+    source: str
+    nodes: tuple[Node, ...]
+    error: str | None = None
+
+    def render(self, data: Value) -> str:
+        """The template's output over `data`; raises RuleError."""
+        if self.error is not None:
+            raise RuleError(f"failed to parse template: {self.error}")
+        out: list[str] = []
+        try:
+            _run(self.nodes, data, out)
+        except TemplateError as exc:
+            raise RuleError(f"failed to expand template: {exc}") from None
+        return "".join(out)
+
+    def expand(self, data: Value) -> dict[str, str]:
+        """NFD's ExpandMap: the output's non-blank lines as `key=value` pairs."""
+        values: dict[str, str] = {}
+        for line in self.render(data).split("\n"):
+            trimmed = line.strip()
+            if not trimmed:
+                continue
+            key, sep, value = trimmed.partition("=")
+            if not sep:
+                raise RuleError(
+                    f"failed to expand template: missing value in expanded template "
+                    f"line {json.dumps(trimmed)}, (format must be '<key>=<value>')"
+                )
+            values[key] = value
+        return values
+
+
+def compile_template(source: str) -> Template:
+    """Parse a template once; a parse error is kept and raised when it runs."""
+    if len(source.encode()) > MAX_TEMPLATE_SIZE:
+        return Template(
+            source,
+            (),
+            f"template exceeds maximum allowed size: {len(source.encode())} bytes "
+            f"> {MAX_TEMPLATE_SIZE} limit",
+        )
+    try:
+        items = _lex(source)
+        nodes, rest, stop = _parse_list(items, 0)
+        if stop is not None:
+            raise TemplateError(f"unexpected {{{{{stop[0]}}}}}")
+        assert rest == len(items)
+        return Template(source, tuple(nodes))
+    except TemplateError as exc:
+        return Template(source, (), f"invalid template: {exc}")
+
+
+def _lex(text: str) -> list[tuple[str, Any]]:
+    """Split into ("text", str) and ("action", tokens) items, applying trims."""
+    items: list[tuple[str, Any]] = []
+    pos = 0
+    while True:
+        start = text.find("{{", pos)
+        if start < 0:
+            items.append(("text", text[pos:]))
+            return items
+        body = start + 2
+        if text.startswith("-", body) and text[body + 1 : body + 2] in tuple(_SPACE):
+            items.append(("text", text[pos:start].rstrip(_SPACE)))
+            body += 2
+        else:
+            items.append(("text", text[pos:start]))
+
+        if text.startswith("/*", body):
+            pos = _skip_comment(text, body)
+            continue
+        tokens, pos, trim_right = _scan_action(text, body)
+        items.append(("action", tokens))
+        if trim_right:
+            while pos < len(text) and text[pos] in _SPACE:
+                pos += 1
+
+
+def _skip_comment(text: str, body: int) -> int:
+    """Skip `/* ... */` and the closing delimiter; return the position after it."""
+    begin = text.find("/*", body)
+    end = text.find("*/", begin + 2)
+    if end < 0:
+        raise TemplateError("unclosed comment")
+    after = end + 2
+    if text.startswith("}}", after):
+        return after + 2
+    if text[after : after + 1] in tuple(_SPACE) and text.startswith("-}}", after + 1):
+        pos = after + 4
+        while pos < len(text) and text[pos] in _SPACE:
+            pos += 1
+        return pos
+    raise TemplateError("comment ends before closing delimiter")
+
+
+def _scan_action(text: str, pos: int) -> tuple[list[tuple[str, str]], int, bool]:
+    """Tokens of one action up to `}}`; returns them, the end, and right-trim."""
+    tokens: list[tuple[str, str]] = []
+    while True:
+        if text.startswith("}}", pos):
+            return tokens, pos + 2, False
+        if (
+            text[pos : pos + 1] in tuple(_SPACE)
+            and text[pos : pos + 1] != ""
+            and text.startswith("-}}", pos + 1)
+        ):
+            return tokens, pos + 4, True
+        if pos >= len(text):
+            raise TemplateError("unclosed action")
+        if text[pos] in _SPACE:
+            pos += 1
+            continue
+        match = _TOKEN.match(text, pos)
+        if match is None or match.end() == pos:
+            raise TemplateError(f"unexpected {text[pos]!r} in command")
+        kind = match.lastgroup
+        assert kind is not None
+        tokens.append((kind, match.group(kind)))
+        pos = match.end()
+
+
+def _parse_list(
+    items: list[tuple[str, Any]], index: int
+) -> tuple[list[Node], int, tuple[str, list[tuple[str, str]]] | None]:
+    """Parse nodes until end/else; returns them, the next index, and the stopper."""
+    nodes: list[Node] = []
+    while index < len(items):
+        kind, payload = items[index]
+        index += 1
+        if kind == "text":
+            if payload:
+                nodes.append(payload)
+            continue
+        tokens: list[tuple[str, str]] = payload
+        if not tokens:
+            raise TemplateError("missing value for command")
+        word = tokens[0][1] if tokens[0][0] == "ident" else ""
+        if word in ("end", "else"):
+            return nodes, index, (word, tokens[1:])
+        if word in ("range", "if", "with"):
+            node, index = _parse_block(word, tokens[1:], items, index)
+            nodes.append(node)
+            continue
+        if word in ("define", "template", "block", "break", "continue"):
+            raise TemplateError(f"{{{{{word}}}}} is not supported by fleetcompat")
+        nodes.append(("print", _parse_pipeline(tokens)))
+    return nodes, index, None
+
+
+def _parse_block(
+    word: str, tokens: list[tuple[str, str]], items: list[tuple[str, Any]], index: int
+) -> tuple[Node, int]:
+    """A range/if/with block with its optional else (or else-if chain)."""
+    pipeline = _parse_pipeline(tokens)
+    body, index, stop = _parse_list(items, index)
+    if stop is None:
+        raise TemplateError(f"unexpected EOF in {word}")
+    otherwise: list[Node] = []
+    if stop[0] == "else":
+        rest = stop[1]
+        if rest and rest[0] == ("ident", "if"):
+            nested, index = _parse_block("if", rest[1:], items, index)
+            return (word, pipeline, body, [nested]), index
+        if rest:
+            raise TemplateError("unexpected tokens after else")
+        otherwise, index, stop = _parse_list(items, index)
+        if stop is None or stop[0] != "end":
+            raise TemplateError(f"expected end for {word}")
+    if stop[1]:
+        raise TemplateError("unexpected tokens after end")
+    return (word, pipeline, body, otherwise), index
+
+
+def _parse_pipeline(tokens: list[tuple[str, str]]) -> list[list[Node]]:
+    """Commands separated by `|`; each a list of operands (first may be a func)."""
+    if any(kind == "var" for kind, _ in tokens):
+        raise TemplateError("template variables are not supported by fleetcompat")
+    commands: list[list[Node]] = [[]]
+    stack = [commands]
+    for kind, text in tokens:
+        current = stack[-1]
+        if kind == "punct" and text == "|":
+            current.append([])
+        elif kind == "punct" and text == "(":
+            inner: list[list[Node]] = [[]]
+            current[-1].append(("pipe", inner))
+            stack.append(inner)
+        elif kind == "punct" and text == ")":
+            if len(stack) == 1:
+                raise TemplateError("unexpected right paren")
+            stack.pop()
+        elif kind == "punct":
+            raise TemplateError(f"unexpected {text!r} in command")
+        else:
+            current[-1].append(_operand(kind, text))
+    if len(stack) != 1:
+        raise TemplateError("unclosed left paren")
+    if any(not command for command in commands):
+        raise TemplateError("missing value for command")
+    return commands
+
+
+def _operand(kind: str, text: str) -> Node:
+    """One token as a tree node."""
+    if kind == "field":
+        return ("field", tuple(text[1:].split(".")))
+    if kind == "dot":
+        return ("field", ())
+    if kind == "string":
+        return ("const", json.loads(text))
+    if kind == "raw":
+        return ("const", text[1:-1])
+    if kind == "number":
+        try:
+            return ("const", int(text, 0))
+        except ValueError:
+            raise TemplateError(f"number {text} is not supported") from None
+    if kind == "ident":
+        if text in ("true", "false"):
+            return ("const", text == "true")
+        if text == "nil":
+            return ("const", None)
+        if text not in FUNCTIONS:
+            raise TemplateError(
+                f'function "{text}" not defined or not supported by fleetcompat'
+            )
+        return ("func", text)
+    raise TemplateError(f"{text} is not supported by fleetcompat")
+
+
+def _run(nodes: tuple[Node, ...] | list[Node], dot: Value, out: list[str]) -> None:
+    """Execute nodes with `dot` as the current value, appending output."""
+    for node in nodes:
+        if isinstance(node, str):
+            out.append(node)
+            continue
+        kind = node[0]
+        if kind == "print":
+            out.append(_format(_pipeline(node[1], dot)))
+            continue
+        _, pipeline, body, otherwise = node
+        value = _pipeline(pipeline, dot)
+        if kind == "range":
+            elements = _range_items(value)
+            for element in elements:
+                _run(body, element, out)
+            if not elements:
+                _run(otherwise, dot, out)
+        elif kind == "if":
+            _run(body if _truth(value) else otherwise, dot, out)
+        else:
+            _run(body if _truth(value) else otherwise, value, out)
+
+
+def _pipeline(commands: list[list[Node]], dot: Value) -> Value:
+    """Run commands left to right, each result passed as the next one's last arg."""
+    result: Value = _MISSING
+    for command in commands:
+        head, args = command[0], command[1:]
+        if head[0] == "func":
+            values = [_operand_value(arg, dot) for arg in args]
+            if result is not _MISSING:
+                values.append(result)
+            result = FUNCTIONS[head[1]](*values)
+            continue
+        if args or result is not _MISSING:
+            raise TemplateError("can't give argument to non-function")
+        result = _operand_value(head, dot)
+    return result
+
+
+def _operand_value(node: Node, dot: Value) -> Value:
+    kind = node[0]
+    if kind == "const":
+        return node[1]
+    if kind == "pipe":
+        return _pipeline(node[1], dot)
+    if kind == "field":
+        return _field(dot, node[1])
+    raise TemplateError(f'function "{node[1]}" used as an argument needs parentheses')
+
+
+def _field(value: Value, names: tuple[str, ...]) -> Value:
+    """Walk `.a.b` through maps, as Go does with missingkey=error."""
+    for name in names:
+        if isinstance(value, dict):
+            if name not in value:
+                raise TemplateError(f'map has no entry for key "{name}"')
+            value = value[name]
+        elif value is None:
+            raise TemplateError(f"nil pointer evaluating .{name}")
+        else:
+            raise TemplateError(f"can't evaluate field {name} in {_type(value)}")
+    return value
+
+
+def _range_items(value: Value) -> list[Value]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        return [value[k] for k in sorted(value)]
+    raise TemplateError(f"range can't iterate over {_format(value)}")
+
+
+def _truth(value: Value) -> bool:
+    """Go's truth: zero values (false, 0, "", nil, empty map or list) are false."""
+    return bool(value)
+
+
+def _format(value: Value) -> str:
+    """A value printed as Go's fmt %v would."""
+    if value is None:
+        return "<no value>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int):
+        return str(value)
+    if isinstance(value, dict):
+        inner = " ".join(f"{k}:{_format(value[k])}" for k in sorted(value))
+        return f"map[{inner}]"
+    if isinstance(value, list):
+        return "[" + " ".join(_format(v) for v in value) + "]"
+    return str(value)
+
+
+def _type(value: Value) -> str:
+    return {list: "[]MatchedElement", str: "string", int: "int", bool: "bool"}.get(
+        type(value), type(value).__name__
+    )
+
+
+_MISSING = object()
+
+
+def _index(item: Value, *keys: Value) -> Value:
+    for key in keys:
+        if isinstance(item, dict):
+            item = item.get(key, "" if _is_element(item) else None)
+        elif isinstance(item, list | str) and isinstance(key, int):
+            if not 0 <= key < len(item):
+                raise TemplateError(f"error calling index: index out of range: {key}")
+            item = item[key]
+        else:
+            raise TemplateError(f"error calling index: can't index item of {item!r}")
+    return item
+
+
+def _is_element(item: dict[str, Value]) -> bool:
+    return all(isinstance(v, str) for v in item.values())
+
+
+def _length(item: Value) -> int:
+    if isinstance(item, str | list | dict):
+        return len(item)
+    raise TemplateError(f"error calling len: len of {_type(item)}")
+
+
+def _comparable(a: Value, b: Value, name: str) -> None:
+    if type(a) is not type(b) or not isinstance(a, str | int | bool):
+        raise TemplateError(f"error calling {name}: incompatible types for comparison")
+
+
+def _eq(first: Value, *others: Value) -> bool:
+    for other in others:
+        _comparable(first, other, "eq")
+        if first == other:
+            return True
+    return False
+
+
+def _ordered(name: str, test: Callable[[Any, Any], bool]) -> Callable[..., bool]:
+    def compare(a: Value, b: Value) -> bool:
+        _comparable(a, b, name)
+        if isinstance(a, bool):
+            raise TemplateError(f"error calling {name}: invalid type for comparison")
+        return test(a, b)
+
+    return compare
+
+
+def _and(*values: Value) -> Value:
+    for value in values:
+        if not _truth(value):
+            return value
+    return values[-1]
+
+
+def _or(*values: Value) -> Value:
+    for value in values:
+        if _truth(value):
+            return value
+    return values[-1]
+
+
+FUNCTIONS: dict[str, Callable[..., Value]] = {
+    "index": _index,
+    "len": _length,
+    "eq": _eq,
+    "ne": lambda a, b: not _eq(a, b),
+    "lt": _ordered("lt", lambda a, b: a < b),
+    "le": _ordered("le", lambda a, b: a <= b),
+    "gt": _ordered("gt", lambda a, b: a > b),
+    "ge": _ordered("ge", lambda a, b: a >= b),
+    "and": _and,
+    "or": _or,
+    "not": lambda value: not _truth(value),
+    "print": lambda *values: "".join(_format(v) for v in values),
+    "lower": lambda s: str(s).lower(),
+    "upper": lambda s: str(s).upper(),
+    "trim": lambda s: str(s).strip(),
+    "trimPrefix": lambda prefix, s: s[len(prefix) :] if s.startswith(prefix) else s,
+    "trimSuffix": lambda suffix, s: (
+        s[: -len(suffix)] if suffix and s.endswith(suffix) else s
+    ),
+    "contains": lambda sub, s: sub in s,
+    "hasPrefix": lambda prefix, s: s.startswith(prefix),
+    "hasSuffix": lambda suffix, s: s.endswith(suffix),
+    "replace": lambda old, new, s: s.replace(old, new),
+}
+"""Go's builtins and the Sprig string functions NFD templates plausibly use."""

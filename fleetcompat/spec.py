@@ -1,0 +1,570 @@
+"""NFD's image-compatibility spec, read exactly as `nfd compat validate-node` reads it.
+
+The model is `api/image-compatibility/v1alpha1/spec.go` (Spec, Compatibility) over
+NFD's GroupRule (`api/nfd/v1alpha1/types.go`). NFD parses with sigs.k8s.io/yaml:
+YAML (go-yaml v2 scalar rules) turned into JSON and decoded by Go's encoding/json.
+This module reproduces what users can observe of that:
+
+- unknown fields are ignored and field names match case-insensitively;
+- a null leaves a field at its zero value;
+- a YAML number or boolean where a string is expected becomes that string as Go
+  prints it (`1.0` -> "1", `y` -> "true", `0x10` -> "16"); any other type mismatch is
+  a SpecError naming the spot, e.g. `spec.yaml: compatibilities[0].rules[1].
+  matchFeatures[0].matchExpressions.AVX512F.value: expected a list`;
+- `matchExpressions: {}` (match anything) differs from an absent one (not checked).
+
+Two kinds of Kubernetes object are also accepted as a source of rules, wrapped as one
+compatibility set: a NodeFeatureRule (`spec.rules`) and a NodeFeatureGroup
+(`spec.featureGroupRules`).
+
+Deliberate difference: an expression written as `null` inside matchExpressions makes
+NFD crash (a nil pointer); here it is a SpecError.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleetcompat.documents import _BoundedLoader, load_source
+from fleetcompat.errors import InputError, SpecError
+from fleetcompat.features import Features
+from fleetcompat.rules.expression import MatchExpression
+from fleetcompat.rules.template import Template, compile_template
+
+SPEC_VERSION = "v1alpha1"
+ARTIFACT_TYPE = "application/vnd.nfd.image-compatibility.v1alpha1"
+
+_RULE_OBJECTS = ("NodeFeatureRule", "NodeFeatureGroup")
+
+ExpressionPairs = tuple[tuple[str, MatchExpression], ...]
+
+
+@dataclass(frozen=True)
+class FeatureMatcherTerm:
+    """One term of matchFeatures: a feature, its expressions, and/or matchName.
+
+    `match_expressions` keeps the spec's order; None means the field was absent
+    (or null), which NFD treats differently from an empty mapping.
+    """
+
+    feature: str
+    match_expressions: ExpressionPairs | None = None
+    match_name: MatchExpression | None = None
+
+
+@dataclass(frozen=True)
+class MatchAnyElem:
+    """One alternative of matchAny: a list of terms that must all hold."""
+
+    match_features: tuple[FeatureMatcherTerm, ...] = ()
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    """NFD's GroupRule (and, with labels, a NodeFeatureRule's Rule)."""
+
+    name: str = ""
+    vars: Mapping[str, str] = field(default_factory=dict)
+    vars_template: str = ""
+    match_features: tuple[FeatureMatcherTerm, ...] = ()
+    match_any: tuple[MatchAnyElem, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    labels_template: str = ""
+    compiled_vars_template: Template = field(init=False, repr=False, compare=False)
+    compiled_labels_template: Template = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "compiled_vars_template", compile_template(self.vars_template)
+        )
+        object.__setattr__(
+            self, "compiled_labels_template", compile_template(self.labels_template)
+        )
+
+    def terms(self) -> list[FeatureMatcherTerm]:
+        """Every term of the rule: matchFeatures, then each matchAny element's."""
+        found = list(self.match_features)
+        for element in self.match_any:
+            found.extend(element.match_features)
+        return found
+
+
+@dataclass(frozen=True)
+class Compatibility:
+    """One compatibility set: rules that must all match, with weight and tag."""
+
+    rules: tuple[GroupRule, ...] = ()
+    weight: int = 0
+    tag: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """An image-compatibility spec: its version (never checked, as in NFD) and sets."""
+
+    version: str = ""
+    compatibilities: tuple[Compatibility, ...] = ()
+
+    def rules(self) -> list[GroupRule]:
+        """Every rule of every set, in order."""
+        return [rule for c in self.compatibilities for rule in c.rules]
+
+    def feature_references(self) -> dict[str, frozenset[str] | None]:
+        """The features and elements the spec reads, by lower-cased feature name.
+
+        None means the whole feature is needed (matchName, or a rule with a
+        template). Projecting a host's features onto this (`project_features`)
+        gives the same verdicts and per-expression results as the full features.
+        """
+        needed: dict[str, set[str] | None] = {}
+        for rule in self.rules():
+            whole = bool(rule.vars_template or rule.labels_template)
+            for term in rule.terms():
+                name = term.feature.lower()
+                if whole or term.match_name is not None:
+                    needed[name] = None
+                    continue
+                elements = needed.setdefault(name, set())
+                if elements is not None and term.match_expressions:
+                    elements.update(element for element, _ in term.match_expressions)
+        return {
+            name: None if elements is None else frozenset(elements)
+            for name, elements in needed.items()
+        }
+
+
+def project_features(
+    features: Features, references: Mapping[str, frozenset[str] | None]
+) -> Features:
+    """The part of `features` that `references` reads; kinds present stay present.
+
+    Feature names are matched exactly against the lower-cased references, as NFD
+    looks them up; instances keep their number, each cut to the named attributes.
+    """
+    projected = Features()
+    for name, elements in references.items():
+        if name in features.flags:
+            flags = features.flags[name]
+            projected.flags[name] = set(flags) if elements is None else flags & elements
+        if name in features.attributes:
+            attrs = features.attributes[name]
+            projected.attributes[name] = (
+                dict(attrs)
+                if elements is None
+                else {k: v for k, v in attrs.items() if k in elements}
+            )
+        if name in features.instances:
+            projected.instances[name] = [
+                dict(i) if elements is None else {k: i[k] for k in i if k in elements}
+                for i in features.instances[name]
+            ]
+    return projected
+
+
+def load_spec(src: str | Path | dict[str, Any]) -> Spec:
+    """Read a spec from a path, a YAML/JSON string, or parsed data.
+
+    Also accepts a NodeFeatureRule or NodeFeatureGroup, whose rules become one
+    compatibility set. Raises SpecError (an InputError) naming the file and the
+    spot when the document is not one of these.
+    """
+    source = str(src) if isinstance(src, str | Path) and "\n" not in str(src) else ""
+    if isinstance(src, str) and (src.lstrip()[:1] in ("{", "[")):
+        source = ""
+    where = source or "spec"
+    try:
+        data = load_source(src, "spec", _GoYamlLoader)
+    except SpecError:
+        raise
+    except InputError as exc:
+        raise SpecError(str(exc)) from None
+    return parse_spec(data, where)
+
+
+def parse_spec(data: Any, source: str = "spec") -> Spec:
+    """Build a Spec from parsed data; `source` prefixes the error messages."""
+    if isinstance(data, dict) and data.get("kind") in _RULE_OBJECTS:
+        return _object_spec(data, source)
+    fields = _struct(
+        data,
+        f"{source}: ",
+        {"version": _string, "compatibilities": _list_of(_compatibility)},
+    )
+    return Spec(
+        version=fields.get("version", ""),
+        compatibilities=tuple(fields.get("compatibilities", ())),
+    )
+
+
+def _object_spec(data: dict[str, Any], source: str) -> Spec:
+    """A NodeFeatureRule or NodeFeatureGroup as a one-set spec."""
+    kind = data["kind"]
+    key, parse = (
+        ("rules", _rule)
+        if kind == "NodeFeatureRule"
+        else ("featureGroupRules", _group_rule)
+    )
+    meta = _struct(data.get("metadata"), f"{source}: metadata", {"name": _string})
+    spec = _struct(data.get("spec"), f"{source}: spec", {key: _list_of(parse)})
+    name = meta.get("name", "")
+    return Spec(
+        version=SPEC_VERSION,
+        compatibilities=(
+            Compatibility(
+                rules=tuple(spec.get(key, ())),
+                description=f"{kind} {name}".strip(),
+            ),
+        ),
+    )
+
+
+# Decoders: each takes (value, where) and returns the Go value, as encoding/json
+# would after sigs.k8s.io/yaml has turned the YAML into JSON.
+
+Decoder = Callable[[Any, str], Any]
+
+
+def _join(where: str, name: str) -> str:
+    """A path step: `a` + `b` -> `a.b`, with no dot after the source prefix."""
+    return f"{where}{name}" if where.endswith(": ") or not where else f"{where}.{name}"
+
+
+def _struct(data: Any, where: str, fields: dict[str, Decoder]) -> dict[str, Any]:
+    """A Go struct: known fields by name (case-insensitively), the rest ignored."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"{where.rstrip(': ')}: expected a mapping, found {_kind(data)}"
+        )
+    folded = {name.lower(): name for name in fields}
+    decoded: dict[str, Any] = {}
+    for key in sorted(_go_key(k, where) for k in data):
+        name = key if key in fields else folded.get(key.lower())
+        if name is None:
+            continue
+        value = _lookup(data, key)
+        decoded[name] = fields[name](value, _join(where, name))
+    return decoded
+
+
+def _lookup(data: dict[Any, Any], key: str) -> Any:
+    """The value under the key whose Go string form is `key`."""
+    if key in data:
+        return data[key]
+    for original, value in data.items():
+        if _go_key(original, "") == key:
+            return value
+    return None
+
+
+def _go_key(key: Any, where: str) -> str:
+    """A YAML map key as sigs.k8s.io/yaml turns it into a JSON key."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, int):
+        return str(key)
+    if isinstance(key, float):
+        return go_float32(key)
+    raise SpecError(f"{where.rstrip(': ')}: unsupported map key {key!r}")
+
+
+def _string(value: Any, where: str) -> str:
+    """A Go string: YAML numbers and booleans become their Go text."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return go_float32(value)
+    raise SpecError(f"{where}: expected a string, found {_kind(value)}")
+
+
+def _int(value: Any, where: str) -> int:
+    """A Go int (64 bits): whole numbers only, strings are refused."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(f"{where}: expected an integer, found {_kind(value)}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise SpecError(f"{where}: expected an integer, found {value!r}")
+        value = int(value)
+    number = int(value)
+    if not -(2**63) <= number < 2**63:
+        raise SpecError(f"{where}: {number} does not fit a 64-bit integer")
+    return number
+
+
+def _list_of(item: Decoder) -> Decoder:
+    """A Go slice of `item`."""
+
+    def decode(value: Any, where: str) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise SpecError(f"{where}: expected a list, found {_kind(value)}")
+        return [item(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+    return decode
+
+
+def _string_map(value: Any, where: str) -> dict[str, str]:
+    """A Go map[string]string."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: expected a mapping, found {_kind(value)}")
+    return {
+        _go_key(k, where): _string(v, f"{where}.{_go_key(k, where)}")
+        for k, v in value.items()
+    }
+
+
+def _expression(value: Any, where: str) -> MatchExpression:
+    """A MatchExpression: op, value (a list of strings) and type."""
+    fields = _struct(
+        value,
+        where,
+        {"op": _string, "value": _list_of(_string), "type": _string},
+    )
+    return MatchExpression(
+        op=fields.get("op", ""),
+        value=tuple(fields.get("value", ())),
+        type=fields.get("type", ""),
+    )
+
+
+def _optional_expression(value: Any, where: str) -> MatchExpression | None:
+    """A *MatchExpression: null is absent."""
+    return None if value is None else _expression(value, where)
+
+
+def _expression_set(value: Any, where: str) -> ExpressionPairs | None:
+    """A *MatchExpressionSet: element name -> expression, in the spec's order."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: expected a mapping, found {_kind(value)}")
+    pairs: dict[str, MatchExpression] = {}
+    for key, item in value.items():
+        name = _go_key(key, where)
+        spot = f"{where}.{name}"
+        if item is None:
+            raise SpecError(f"{spot}: expected an expression, found null")
+        pairs[name] = _expression(item, spot)
+    return tuple(pairs.items())
+
+
+def _term(value: Any, where: str) -> FeatureMatcherTerm:
+    fields = _struct(
+        value,
+        where,
+        {
+            "feature": _string,
+            "matchExpressions": _expression_set,
+            "matchName": _optional_expression,
+        },
+    )
+    return FeatureMatcherTerm(
+        feature=fields.get("feature", ""),
+        match_expressions=fields.get("matchExpressions"),
+        match_name=fields.get("matchName"),
+    )
+
+
+def _match_any(value: Any, where: str) -> MatchAnyElem:
+    fields = _struct(value, where, {"matchFeatures": _list_of(_term)})
+    return MatchAnyElem(tuple(fields.get("matchFeatures", ())))
+
+
+def _rule(value: Any, where: str) -> GroupRule:
+    fields = _struct(
+        value,
+        where,
+        {
+            "name": _string,
+            "vars": _string_map,
+            "varsTemplate": _string,
+            "labels": _string_map,
+            "labelsTemplate": _string,
+            "matchFeatures": _list_of(_term),
+            "matchAny": _list_of(_match_any),
+        },
+    )
+    return GroupRule(
+        name=fields.get("name", ""),
+        vars=fields.get("vars", {}),
+        vars_template=fields.get("varsTemplate", ""),
+        match_features=tuple(fields.get("matchFeatures", ())),
+        match_any=tuple(fields.get("matchAny", ())),
+        labels=fields.get("labels", {}),
+        labels_template=fields.get("labelsTemplate", ""),
+    )
+
+
+def _group_rule(value: Any, where: str) -> GroupRule:
+    """A GroupRule, which has no labels: those fields are unknown and ignored."""
+    rule = _rule(value, where)
+    if not rule.labels and not rule.labels_template:
+        return rule
+    return GroupRule(
+        name=rule.name,
+        vars=rule.vars,
+        vars_template=rule.vars_template,
+        match_features=rule.match_features,
+        match_any=rule.match_any,
+    )
+
+
+def _compatibility(value: Any, where: str) -> Compatibility:
+    fields = _struct(
+        value,
+        where,
+        {
+            "rules": _list_of(_group_rule),
+            "weight": _int,
+            "tag": _string,
+            "description": _string,
+        },
+    )
+    return Compatibility(
+        rules=tuple(fields.get("rules", ())),
+        weight=fields.get("weight", 0),
+        tag=fields.get("tag", ""),
+        description=fields.get("description", ""),
+    )
+
+
+def _kind(value: Any) -> str:
+    """A short name for a parsed value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    names: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
+    return names.get(type(value), type(value).__name__)
+
+
+# Go's YAML scalars. go-yaml v2 resolves plain scalars differently from PyYAML
+# (`y` and `n` are booleans, `1e3` is a float, `012` is octal, `1:20` is a string),
+# and sigs.k8s.io/yaml then prints numbers as Go does when a string is expected.
+
+_GO_CONSTANTS: dict[str, Any] = {
+    **dict.fromkeys(["y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE"], True),
+    **dict.fromkeys(["on", "On", "ON"], True),
+    **dict.fromkeys(["n", "N", "no", "No", "NO", "false", "False", "FALSE"], False),
+    **dict.fromkeys(["off", "Off", "OFF"], False),
+    **dict.fromkeys(["", "~", "null", "Null", "NULL"], None),
+    **dict.fromkeys([".nan", ".NaN", ".NAN"], math.nan),
+    **dict.fromkeys([".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"], math.inf),
+    **dict.fromkeys(["-.inf", "-.Inf", "-.INF"], -math.inf),
+}
+_GO_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_GO_DOT_FLOAT = re.compile(r"\.[0-9]+([eE][-+]?[0-9]+)?")
+_GO_DATE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})")
+_DIGITS = {16: "0123456789abcdefABCDEF", 8: "01234567", 2: "01", 10: "0123456789"}
+
+
+def go_yaml_scalar(text: str) -> Any:
+    """A plain YAML scalar resolved as go-yaml v2 does (resolve.go)."""
+    if text in _GO_CONSTANTS:
+        return _GO_CONSTANTS[text]
+    first = text[0]
+    if first == ".":
+        return float(text) if _GO_DOT_FLOAT.fullmatch(text) else text
+    if first not in "+-0123456789":
+        return text
+
+    date = _GO_DATE.fullmatch(text)
+    if date:
+        year, month, day = (int(g) for g in date.groups())
+        if 1 <= month <= 12 and 1 <= day <= 31:
+            return f"{year:04d}-{month:02d}-{day:02d}T00:00:00Z"
+    plain = text.replace("_", "")
+    number = go_parse_int(plain)
+    if number is not None and -(2**63) <= number < 2**64:
+        return number
+    if _GO_FLOAT.fullmatch(plain):
+        return float(plain)
+    return text
+
+
+def go_parse_int(text: str) -> int | None:
+    """Go's strconv.ParseInt(text, 0, ...) without the range check, or None."""
+    sign = 1
+    if text[:1] in ("+", "-"):
+        sign = -1 if text[0] == "-" else 1
+        text = text[1:]
+    base = 10
+    if len(text) > 1 and text[0] == "0":
+        prefix = text[1].lower()
+        base, skip = {"x": (16, 2), "o": (8, 2), "b": (2, 2)}.get(prefix, (8, 1))
+        text = text[skip:]
+    if not text or any(c not in _DIGITS[base] for c in text):
+        return None
+    return sign * int(text, base)
+
+
+def go_float32(value: float) -> str:
+    """strconv.FormatFloat(value, 'g', -1, 32): how sigs.k8s.io/yaml prints floats."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    try:
+        single = struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return "+Inf" if value > 0 else "-Inf"
+    if single == 0:
+        return "-0" if math.copysign(1, single) < 0 else "0"
+    for digits in range(1, 10):
+        text = f"{single:.{digits - 1}e}"
+        if struct.unpack("f", struct.pack("f", float(text)))[0] == single:
+            break
+    mantissa, exponent_text = text.split("e")
+    exponent = int(exponent_text)
+    sign = "-" if mantissa.startswith("-") else ""
+    figures = mantissa.lstrip("-").replace(".", "").rstrip("0") or "0"
+    if exponent < -4 or exponent >= 6:
+        head, tail = figures[0], figures[1:]
+        body = f"{head}.{tail}" if tail else head
+        return f"{sign}{body}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
+    if exponent < 0:
+        return f"{sign}0.{'0' * (-exponent - 1)}{figures}"
+    whole = figures[: exponent + 1].ljust(exponent + 1, "0")
+    fraction = figures[exponent + 1 :]
+    return f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}"
+
+
+class _GoYamlLoader(_BoundedLoader):
+    """The bounded safe loader, resolving plain scalars as go-yaml v2 does."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit[0] and value != "<<":
+            return "tag:fleetcompat,2026:go-plain"
+        return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+
+
+def _construct_go_plain(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    return go_yaml_scalar(node.value)
+
+
+_GoYamlLoader.add_constructor("tag:fleetcompat,2026:go-plain", _construct_go_plain)
