@@ -329,11 +329,13 @@ class Store:
         )
 
     def _upsert_host(self, host: Host, now: str) -> None:
-        """Insert a host or refresh its address and groups."""
+        """Insert a host or refresh its address and groups (empty ones keep the old)."""
         self.db.execute(
             "INSERT INTO hosts (name, address, groups, first_seen, last_seen) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
-            "address = excluded.address, groups = excluded.groups, "
+            "address = coalesce(nullif(excluded.address, ''), address), "
+            "groups = CASE WHEN excluded.groups = '[]' THEN groups "
+            "ELSE excluded.groups END, "
             "last_seen = excluded.last_seen",
             [host.name, host.address, json.dumps(list(host.groups)), now, now],
         )

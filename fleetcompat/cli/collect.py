@@ -1,0 +1,340 @@
+"""`fleetcompat collect`, `import` and `hosts`: hosts' features into the database."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from fleetcompat.cli.main import (
+    ExitCode,
+    db_option,
+    output_option,
+    print_json,
+    verbosity_options,
+)
+
+KNOWN_HOSTS_HELP = (
+    "strict: only keys already in known_hosts; accept-new: also record new hosts' "
+    "keys in fleetcompat's own known_hosts file (a changed key always fails)."
+)
+
+
+def default_known_hosts_file() -> str:
+    """fleetcompat's own known_hosts file (FLEETCOMPAT_KNOWN_HOSTS overrides)."""
+    configured = os.environ.get("FLEETCOMPAT_KNOWN_HOSTS")
+    if configured:
+        return configured
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path("~/.config").expanduser())
+    return str(Path(base) / "fleetcompat" / "known_hosts")
+
+
+@click.command()
+@click.option(
+    "-i",
+    "--inventory",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Ansible inventory: YAML, or the JSON of `ansible-inventory --list`.",
+)
+@db_option
+@click.option("--limit", metavar="PATTERN", help="Hosts or groups, Ansible style.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="Most hosts contacted at once.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=90.0,
+    show_default=True,
+    help="Deadline per host, in seconds, over connect, auth and probe.",
+)
+@output_option("table", "json")
+@click.option(
+    "--known-hosts",
+    "known_hosts",
+    type=click.Choice(["strict", "accept-new"]),
+    default="strict",
+    show_default=True,
+    help=KNOWN_HOSTS_HELP,
+)
+@click.option(
+    "--known-hosts-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=default_known_hosts_file,
+    show_default="~/.config/fleetcompat/known_hosts",
+    help="fleetcompat's own known_hosts (read, and written by accept-new).",
+)
+@click.option(
+    "--retain",
+    type=click.IntRange(min=1),
+    help="Keep only this many snapshots per host (and its newest good one).",
+)
+@verbosity_options
+def collect(
+    inventory: Path,
+    db: str,
+    limit: str | None,
+    concurrency: int,
+    timeout: float,
+    output: str,
+    known_hosts: str,
+    known_hosts_file: Path,
+    retain: int | None,
+) -> None:
+    """Collect the features of every host of an inventory into the database.
+
+    One probe (a read-only POSIX sh script) runs on each host over SSH, or
+    locally for `ansible_connection: local`; its output becomes NFD features.
+    Each host ends with one outcome (ok, unreachable, refused, timeout,
+    auth-failed, hostkey-mismatch, hostkey-unknown, probe-failed,
+    output-invalid, output-oversized) and is saved as soon as it finishes.
+
+    \b
+    Examples:
+      fleetcompat collect -i inventory.yaml
+      fleetcompat collect -i inventory.yaml --limit 'web*,!web-canary' -o json
+      ansible-inventory -i aws_ec2.yml --list > fleet.json
+      fleetcompat collect -i fleet.json --known-hosts accept-new
+
+    Exits 0 when every host was collected, 3 when some failed, 2 for a bad
+    inventory (nothing is written), 130 when interrupted (finished hosts kept).
+    """
+    from fleetcompat.collect import CollectOptions, Timeouts, collect_fleet
+    from fleetcompat.inventory import load_inventory
+    from fleetcompat.store import Store
+
+    fleet = load_inventory(inventory)
+    fleet.select(limit)
+    options = CollectOptions(
+        concurrency=concurrency,
+        timeouts=Timeouts.for_host(timeout),
+        known_hosts=known_hosts,
+        known_hosts_file=known_hosts_file,
+    )
+    with Store(db) as store, _ProgressView(output) as view:
+        summary = collect_fleet(
+            fleet, store, limit=limit, options=options, retain=retain, progress=view
+        )
+
+    if output == "json":
+        print_json(summary.to_json())
+    else:
+        _print_summary(summary)
+    if summary.status == "interrupted":
+        raise SystemExit(int(ExitCode.INTERRUPTED))
+    if summary.status != "ok":
+        raise SystemExit(int(ExitCode.PARTIAL))
+
+
+class _ProgressView:
+    """Live progress on a terminal, plain lines on stderr otherwise."""
+
+    def __init__(self, output: str) -> None:
+        import logging
+
+        self.quiet = logging.getLogger("fleetcompat").level >= logging.ERROR
+        self.live = sys.stderr.isatty() and not self.quiet
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _ProgressView:
+        if self.live:
+            from rich.progress import BarColumn, Progress, TextColumn
+
+            self.progress = Progress(
+                TextColumn("collect"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} done"),
+                TextColumn("{task.fields[failed]} failed"),
+                TextColumn("{task.fields[flight]} in flight"),
+                TextColumn("{task.fields[rate]:.1f} hosts/s"),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, state: Any) -> None:
+        if self.progress is not None:
+            if self.task is None:
+                self.task = self.progress.add_task(
+                    "collect", total=state.total, failed=0, flight=0, rate=0.0
+                )
+            self.progress.update(
+                self.task,
+                completed=state.done,
+                failed=state.failed,
+                flight=state.in_flight,
+                rate=state.rate,
+            )
+            if state.last is not None and state.last.outcome != "ok":
+                self.progress.console.print(_line(state.last))
+            return
+        if state.last is not None and not self.quiet:
+            click.echo(
+                f"fleetcompat: [{state.done}/{state.total}] {_line(state.last)}",
+                err=True,
+            )
+
+
+def _line(host: Any) -> str:
+    """One finished host as a log line."""
+    text = f"{host.name}: {host.outcome} ({host.duration_ms / 1000:.1f}s)"
+    return f"{text}: {host.reason}" if host.reason else text
+
+
+def _print_summary(summary: Any) -> None:
+    """The run's counts, and the failed hosts with their reasons."""
+    counts = ", ".join(f"{n} {o}" for o, n in sorted(summary.counts.items()))
+    click.echo(
+        f"run {summary.run_id}: {summary.status}, {counts or 'no hosts'} "
+        f"in {summary.duration_s:.1f}s"
+    )
+    if summary.skipped:
+        click.echo(f"skipped {len(summary.skipped)}:")
+        for name, reason in summary.skipped:
+            click.echo(f"  {name}: {reason}")
+    failed = summary.failed
+    if failed:
+        table = Table(box=None, pad_edge=False)
+        for column in ("HOST", "OUTCOME", "REASON"):
+            table.add_column(column, overflow="fold")
+        for host in failed:
+            table.add_row(host.name, host.outcome, host.reason)
+        Console(soft_wrap=False).print(table)
+
+
+@click.command("import")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@db_option
+@click.option(
+    "--host",
+    "host",
+    help="Host name for a bare features file or probe output (default: file stem).",
+)
+@output_option("table", "json")
+@verbosity_options
+def import_cmd(files: tuple[Path, ...], db: str, host: str | None, output: str) -> None:
+    """Import features carried in by hand: NodeFeature, nfd export, probe output.
+
+    Reads NodeFeature objects (one, or a `kind: List` from `kubectl get
+    nodefeatures -A -o yaml`: one snapshot per node), bare features as `nfd
+    export features` prints them (named by --host or the file's stem), and probe
+    output files from `sh probe.sh > host.probe` (discovery runs on them). A bad
+    file is reported on one line; the other files are still imported.
+
+    \b
+    Examples:
+      kubectl get nodefeatures -A -o yaml > nodes.yaml
+      fleetcompat import nodes.yaml
+      fleetcompat import --host gpu-07 gpu-07.probe
+
+    Exits 0 when every file was imported, 3 when some were not, 2 when none was.
+    """
+    from fleetcompat.importer import import_files
+    from fleetcompat.store import Store
+
+    with Store(db) as store:
+        summary = import_files(list(files), store, host=host)
+
+    for problem in summary.errors:
+        click.echo(f"fleetcompat: error: {problem}", err=True)
+    if output == "json":
+        print_json(summary.to_json())
+    else:
+        for item in summary.imported:
+            click.echo(f"{item.host}: {item.source} from {item.path}")
+    if summary.errors:
+        code = ExitCode.PARTIAL if summary.imported else ExitCode.USAGE
+        raise SystemExit(int(code))
+
+
+@click.command()
+@db_option
+@output_option("table", "json")
+@verbosity_options
+def hosts(db: str, output: str) -> None:
+    """List the fleet: each host with the age and outcome of its latest snapshot.
+
+    \b
+    Examples:
+      fleetcompat hosts
+      fleetcompat hosts --db nightly.db --output json
+    """
+    from fleetcompat.store import Store
+
+    if not Path(db).exists():
+        raise click.UsageError(f"{db}: no such database (run fleetcompat collect)")
+    with Store(db) as store:
+        fleet = store.hosts()
+
+    now = datetime.now(UTC)
+    rows = [_host_row(status, now) for status in fleet]
+    if output == "json":
+        print_json(rows)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("HOST", "ADDRESS", "OUTCOME", "AGE", "LAST OK", "SOURCE", "REASON"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["address"],
+            row["outcome"] or "-",
+            row["age"] or "-",
+            row["last_ok_age"] or "never",
+            row["source"] or "-",
+            row["reason"],
+        )
+    Console(soft_wrap=False).print(table)
+
+
+def _host_row(status: Any, now: datetime) -> dict[str, Any]:
+    """One host as a row: its latest snapshot and the age of its latest good one."""
+    latest, good = status.latest, status.latest_good
+    return {
+        "name": status.host.name,
+        "address": status.host.address,
+        "groups": list(status.host.groups),
+        "outcome": latest.status if latest else None,
+        "reason": latest.error if latest else "",
+        "taken_at": latest.taken_at if latest else None,
+        "age": _age(latest.taken_at, now) if latest else None,
+        "source": latest.source if latest else None,
+        "last_ok_at": good.taken_at if good else None,
+        "last_ok_age": _age(good.taken_at, now) if good else None,
+        "feature_set": good.feature_set if good else None,
+    }
+
+
+def _age(taken_at: str, now: datetime) -> str:
+    """How long ago an ISO time was, as 42s / 5m / 3h / 2d."""
+    try:
+        then = datetime.fromisoformat(taken_at.replace("Z", "+00:00"))
+    except ValueError:
+        return "?"
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+COMMANDS = [collect, import_cmd, hosts]
