@@ -40,11 +40,18 @@ class Unreadable(Exception):
         self.reason = reason
 
 
+class TooLarge(Unreadable):
+    """A file larger than the reader's limit."""
+
+
 class HostTree:
     """The files of one host, addressed by host-absolute paths."""
 
-    def read_text(self, path: str) -> str | None:
-        """The file's text, or None if absent; raises Unreadable."""
+    def read_text(self, path: str, limit: int | None = None) -> str | None:
+        """The file's text, or None if absent; raises Unreadable.
+
+        With `limit`, a file of more than `limit` bytes raises TooLarge.
+        """
         raise NotImplementedError
 
     def read_gzip_text(self, path: str) -> str | None:
@@ -129,19 +136,21 @@ class RootTree(HostTree):
             raise Unreadable(path, "not a regular file")
         return real
 
-    def _read_bytes(self, path: str) -> bytes | None:
+    def _read_bytes(self, path: str, limit: int | None = None) -> bytes | None:
         real = self._regular(path)
         if real is None:
             return None
+        if limit is not None and real.stat().st_size > limit:
+            raise TooLarge(path, f"larger than {limit} bytes")
         try:
             with real.open("rb") as handle:
                 return handle.read(MAX_FILE_BYTES)
         except OSError as exc:
             raise Unreadable(path, exc.strerror or "cannot read") from None
 
-    def read_text(self, path: str) -> str | None:
-        """The file's text, or None if absent; raises Unreadable."""
-        data = self._read_bytes(path)
+    def read_text(self, path: str, limit: int | None = None) -> str | None:
+        """The file's text, or None if absent; raises Unreadable (TooLarge)."""
+        data = self._read_bytes(path, limit)
         return None if data is None else data.decode("utf-8", "replace")
 
     def read_gzip_text(self, path: str) -> str | None:
@@ -218,12 +227,15 @@ class RecordTree(HostTree):
     def _get(self, path: str) -> Record | None:
         return self.records.get(_normal(path))
 
-    def read_text(self, path: str) -> str | None:
-        """The file's text, or None if absent; raises Unreadable."""
+    def read_text(self, path: str, limit: int | None = None) -> str | None:
+        """The file's text, or None if absent; raises Unreadable (TooLarge)."""
         record = self._get(path)
         if record is None or record.kind in (ABSENT, LINK):
             return None
         if record.kind == FILE:
+            too_big = record.truncated or len(record.text.encode()) > (limit or 0)
+            if limit is not None and too_big:
+                raise TooLarge(path, f"larger than {limit} bytes")
             return record.text
         reason = "is a directory" if record.kind == DIR else "unreadable"
         raise Unreadable(path, reason)
