@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from fleetcompat.cli.main import (
     ExitCode,
@@ -61,40 +59,35 @@ def images(layouts: tuple[Path, ...], output: str) -> None:
 
 
 def _print_catalog(catalog: dict[str, Any]) -> None:
-    """Print the catalog as a table, problems below it."""
-    table = Table(show_lines=False, box=None, pad_edge=False)
-    for column in (
-        "IMAGE",
-        "DIGEST",
-        "PLATFORM",
-        "ARTIFACT",
-        "CREATED",
-        "SETS",
-        "TAGS",
-    ):
-        table.add_column(column, overflow="fold")
-    table.add_column("FROM")
-
+    """Print the catalog as aligned columns, problems below it."""
+    rows = [
+        ["IMAGE", "DIGEST", "PLATFORM", "ARTIFACT", "CREATED", "SETS", "TAGS", "FROM"]
+    ]
     for image in catalog["images"]:
         name = ", ".join(image["references"]) or "(untagged)"
-        rows = image["artifacts"] or [{"platform": None, "digest": None}]
-        for row in rows:
-            table.add_row(
-                name,
-                image["digest"][7:19],
-                row.get("platform") or "-",
-                (row.get("digest") or "-")[7:19] or "-",
-                row.get("created") or "-",
-                str(row.get("compatibilitySets") or "-"),
-                ",".join(row.get("tags") or []) or "-",
-                row.get("source") or "-",
+        for choice in image["artifacts"] or [{}]:
+            rows.append(
+                [
+                    name,
+                    image["digest"][7:19],
+                    choice.get("platform") or "-",
+                    (choice.get("digest") or "")[7:19] or "-",
+                    choice.get("created") or "-",
+                    str(choice.get("compatibilitySets") or "-"),
+                    ",".join(choice.get("tags") or []) or "-",
+                    choice.get("source") or "-",
+                ]
             )
             name = ""
-    Console(soft_wrap=True).print(table)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo(
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        )
 
     for image in catalog["images"]:
+        label = ", ".join(image["references"]) or image["digest"]
         for problem in image["problems"]:
-            label = ", ".join(image["references"]) or image["digest"]
             click.echo(f"problem: {label}: {problem}")
     for problem in catalog["problems"]:
         click.echo(f"problem: {problem}")
