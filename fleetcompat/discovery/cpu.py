@@ -21,6 +21,12 @@ from fleetcompat.hosttree import HostTree, Unreadable
 SYS_CPU = "/sys/devices/system/cpu"
 BUS_CPU = "/sys/bus/cpu/devices"
 
+
+def _names(text: str) -> frozenset[str]:
+    """The whitespace-separated names in `text`."""
+    return frozenset(text.split())
+
+
 X86_VENDORS = {
     "AMDisbetter!": "AMD",
     "AuthenticAMD": "AMD",
@@ -55,137 +61,28 @@ ARM_IMPLEMENTERS = {
 }
 """arm64 MIDR implementer codes klauspost names; any other is VendorUnknown."""
 
-ARM64_HWCAPS = frozenset(
-    [
-        "FP",
-        "ASIMD",
-        "EVTSTRM",
-        "AES",
-        "PMULL",
-        "SHA1",
-        "SHA2",
-        "CRC32",
-        "ATOMICS",
-        "FPHP",
-        "ASIMDHP",
-        "CPUID",
-        "ASIMDRDM",
-        "JSCVT",
-        "FCMA",
-        "LRCPC",
-        "DCPOP",
-        "SHA3",
-        "SM3",
-        "SM4",
-        "ASIMDDP",
-        "SHA512",
-        "SVE",
-        "ASIMDFHM",
-        "DIT",
-        "USCAT",
-        "ILRCPC",
-        "FLAGM",
-        "SSBS",
-        "SB",
-        "PACA",
-        "PACG",
-        "DCPODP",
-        "SVE2",
-        "SVEAES",
-        "SVEPMULL",
-        "SVEBITPERM",
-        "SVESHA3",
-        "SVESM4",
-        "FLAGM2",
-        "FRINT",
-        "SVEI8MM",
-        "SVEF32MM",
-        "SVEF64MM",
-        "SVEBF16",
-        "I8MM",
-        "BF16",
-        "DGH",
-        "RNG",
-        "BTI",
-        "MTE",
-        "ECV",
-        "AFP",
-        "RPRES",
-        "MTE3",
-        "SME",
-        "SMEI16I64",
-        "SMEF64F64",
-        "SMEI8I32",
-        "SMEF16F32",
-        "SMEB16F32",
-        "SMEF32F32",
-        "SMEFA64",
-        "WFXT",
-        "EBF16",
-        "SVEEBF16",
-    ]
+ARM64_HWCAPS = _names(
+    """FP ASIMD EVTSTRM AES PMULL SHA1 SHA2 CRC32 ATOMICS FPHP ASIMDHP CPUID ASIMDRDM
+    JSCVT FCMA LRCPC DCPOP SHA3 SM3 SM4 ASIMDDP SHA512 SVE ASIMDFHM DIT USCAT ILRCPC
+    FLAGM SSBS SB PACA PACG DCPODP SVE2 SVEAES SVEPMULL SVEBITPERM SVESHA3 SVESM4
+    FLAGM2 FRINT SVEI8MM SVEF32MM SVEF64MM SVEBF16 I8MM BF16 DGH RNG BTI MTE ECV AFP
+    RPRES MTE3 SME SMEI16I64 SMEF64F64 SMEI8I32 SMEF16F32 SMEB16F32 SMEF32F32
+    SMEFA64 WFXT EBF16 SVEEBF16"""
 )
 """The arm64 HWCAP/HWCAP2 names NFD knows; newer ones are dropped."""
 
 ARM_HWCAPS = {
     name.lower(): name
-    for name in [
-        "SWP",
-        "HALF",
-        "THUMB",
-        "26BIT",
-        "FPA",
-        "VFP",
-        "EDSP",
-        "JAVA",
-        "IWMMXT",
-        "CRUNCH",
-        "THUMBEE",
-        "NEON",
-        "VFPv3",
-        "VFPv3D16",
-        "TLS",
-        "VFPv4",
-        "IDIVA",
-        "IDIVT",
-        "VFPD32",
-        "LPAE",
-        "EVTSTRM",
-        "AES",
-        "PMULL",
-        "SHA1",
-        "SHA2",
-        "CRC32",
-    ]
+    for name in _names(
+        """SWP HALF THUMB 26BIT FPA VFP EDSP JAVA IWMMXT CRUNCH THUMBEE NEON VFPv3
+        VFPv3D16 TLS VFPv4 IDIVA IDIVT VFPD32 LPAE EVTSTRM AES PMULL SHA1 SHA2 CRC32"""
+    )
 } | {"fastmult": "FASTMUL"}
 """32-bit arm: Linux hwcap name -> NFD name."""
 
-S390X_HWCAPS = frozenset(
-    [
-        "ESAN3",
-        "ZARCH",
-        "STFLE",
-        "MSA",
-        "LDISP",
-        "EIMM",
-        "DFP",
-        "EDAT",
-        "ETF3EH",
-        "HIGHGPRS",
-        "TE",
-        "VX",
-        "VXD",
-        "VXE",
-        "GS",
-        "VXE2",
-        "VXP",
-        "SORT",
-        "DFLT",
-        "VXP2",
-        "NNPA",
-        "PCIMIO",
-        "SIE",
-    ]
+S390X_HWCAPS = _names(
+    """ESAN3 ZARCH STFLE MSA LDISP EIMM DFP EDAT ETF3EH HIGHGPRS TE VX VXD VXE GS VXE2
+    VXP SORT DFLT VXP2 NNPA PCIMIO SIE"""
 )
 """The s390x HWCAP names NFD knows."""
 
@@ -199,7 +96,12 @@ def discover(tree: HostTree, notes: list[str]) -> Features:
     features = Features()
 
     if host == arch.UNKNOWN:
-        notes.append("cpu: architecture not recognised from /proc/cpuinfo")
+        notes.append(
+            "cpu: architecture not recognised from /proc/cpuinfo; only "
+            "cpu.topology reported"
+        )
+        features.attributes["cpu.topology"] = topology(tree)
+        return features
     flags = cpuid_flags(info, host, notes)
     if flags is not None:
         features.flags["cpu.cpuid"] = flags
