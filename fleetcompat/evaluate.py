@@ -1,0 +1,656 @@
+"""Every host x every image, with NFD's engine, evaluated once per distinct input.
+
+`evaluate_fleet(store, catalog)` checks each image's chosen compatibility artifact
+against the latest good snapshot of every host in the store and saves the run.
+
+How it stays fast on a fleet that repeats itself:
+
+- Hosts are grouped into subjects: the distinct stored feature sets (stored without
+  `system.name`, so ten thousand hosts of fifty machine models are fifty subjects).
+- Each spec reads few features. `Spec.feature_references()` names them, and each
+  subject's features are projected onto them: only the referenced features, and
+  within them only the referenced elements (the whole feature when the spec needs
+  it, e.g. for matchName). A feature the host has but with none of the referenced
+  elements stays, empty, so "absent" and "present" keep NFD's meaning. Instances are
+  projected onto the referenced attributes and, unless a rule renders a template
+  over them, deduplicated (which device count a host has does not change a verdict).
+- The projection's sha256 with the artifact's digest keys the result. One
+  evaluation per distinct key, fanned out to every subject (and host) with it; keys
+  already in the store from an earlier run are reused, not evaluated again.
+- A spec that reads `system.name` (NFD's node name) is projected per host, since
+  the name is each host's own.
+
+Which artifact a host gets: the host's architecture is derived from its features
+(`host_architecture`): the `cpu.cpuid` flags NFD reports are architecture-specific
+(X86_64_V1/SSE2 on amd64, ASIMD/FP on arm64, THUMB/NEON/VFP on 32-bit arm, PPC64 or
+ALTIVEC on ppc64le, ZARCH/ESAN3 on s390x), and as a fallback the `.x86_64`-style
+suffix of `kernel.version.full` (RHEL-like kernels). An image's artifact for
+platform `linux/<arch>[/variant]` is used for hosts of that architecture; an
+artifact of a single-manifest image, or one chosen for no platform, is used for
+every host. A host whose architecture cannot be told (RISC-V, which NFD reports no
+CPUID flags for, or features without `cpu.cpuid`) gets only such
+platform-independent artifacts; other cells are "not evaluated: platform mismatch".
+
+Verdicts per host x image: compatible (at least one compatibility set holds: sets
+are alternatives, e.g. "preferred" and "fallback", told apart by weight), incompatible,
+error (a spec that cannot be parsed, or a rule error NFD would abort on), or not
+evaluated with the reason. Per set, `EvalResult.set_verdicts` has one letter each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleetcompat.errors import InputError, RuleError
+from fleetcompat.explain import explain_rule, fix_count, single_fix
+from fleetcompat.features import Features
+from fleetcompat.store import (
+    EvalHost,
+    EvalImage,
+    EvalPair,
+    EvalResult,
+    HostStatus,
+    Store,
+)
+
+log = logging.getLogger(__name__)
+
+COMPATIBLE = "compatible"
+INCOMPATIBLE = "incompatible"
+ERROR = "error"
+NOT_EVALUATED = "not-evaluated"
+VERDICTS = (COMPATIBLE, INCOMPATIBLE, ERROR, NOT_EVALUATED)
+
+RESULT_FORMAT = b"fleetcompat-eval-1\n"
+"""Salts projection digests: changing how results are made retires old ones."""
+
+ANY_PLATFORM = ""
+SPEC_ERROR = "spec-error"
+"""The projection key of a spec that cannot be parsed: one result for all hosts."""
+
+_ARCH_FLAGS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("amd64", frozenset({"X86_64_V1", "SSE2", "CMOV", "CX8", "X87"})),
+    ("arm64", frozenset({"ASIMD", "FP", "ASIMDHP", "ATOMICS"})),
+    ("arm", frozenset({"THUMB", "NEON", "VFP", "HALF", "SWP", "VFPv3"})),
+    ("ppc64le", frozenset({"PPC64", "ALTIVEC", "PPC_LE", "TRUE_LE", "VSX"})),
+    ("s390x", frozenset({"ZARCH", "ESAN3", "STFLE"})),
+)
+_KERNEL_SUFFIXES = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
+
+Progress = Callable[[str, int, int], None]
+"""Called as progress(stage, done, total)."""
+
+
+@dataclass(frozen=True)
+class ImageTarget:
+    """One image and platform with the artifact chosen for it, or why there is none.
+
+    `platform` is `os/arch[/variant]`, or "" for an artifact that applies to every
+    host (a single-manifest image, or one attached to an index with no platform).
+    """
+
+    image: str
+    platform: str
+    artifact: str | None
+    spec: bytes | None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class EvaluationRun:
+    """What one evaluation run did: its id, its cells by verdict, its work."""
+
+    run_id: int
+    hosts: int
+    hosts_not_evaluated: int
+    images: int
+    images_failed: int
+    cells: dict[str, int] = field(default_factory=dict)
+    evaluations: int = 0
+    computed: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+
+    @property
+    def partial(self) -> bool:
+        """Whether some hosts or images could not be evaluated at all."""
+        return bool(self.hosts_not_evaluated or self.images_failed)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary, as `evaluate --output json` prints it."""
+        return {
+            "run": self.run_id,
+            "hosts": self.hosts,
+            "hosts_not_evaluated": self.hosts_not_evaluated,
+            "images": self.images,
+            "images_failed": self.images_failed,
+            "cells": dict(self.cells),
+            "evaluations": self.evaluations,
+            "computed": self.computed,
+            "reused": self.reused,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def image_targets(catalog: Any) -> list[ImageTarget]:
+    """The targets of a `fleetcompat.oci.Catalog`: one per image and platform."""
+    targets: list[ImageTarget] = []
+    seen: dict[str, int] = {}
+    for image in catalog.images:
+        name = image.name
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            name = f"{name} ({image.layout})"
+        problem = "; ".join(image.problems) or "no compatibility artifact"
+        choices = list(image.choices)
+        if not choices:
+            targets.append(ImageTarget(name, ANY_PLATFORM, None, None, problem))
+        for choice in choices:
+            platform = choice.platform.name if choice.platform else ANY_PLATFORM
+            artifact = choice.artifact
+            if artifact is None:
+                targets.append(ImageTarget(name, platform, None, None, problem))
+            else:
+                targets.append(
+                    ImageTarget(name, platform, artifact.digest, artifact.spec_bytes)
+                )
+    return targets
+
+
+def evaluate_fleet(
+    store: Store, catalog: Any, *, progress: Progress | None = None
+) -> EvaluationRun:
+    """Evaluate every image of `catalog` on every host of `store`; save the run."""
+    return evaluate_targets(store, image_targets(catalog), progress=progress)
+
+
+def host_architecture(features: Features) -> str:
+    """The GOARCH of a host, told from its features; "" when they do not say."""
+    flags = features.flags.get("cpu.cpuid") or set()
+    for arch, marks in _ARCH_FLAGS:
+        if flags & marks:
+            return arch
+    full = (features.attributes.get("kernel.version") or {}).get("full", "")
+    suffix = full.rsplit(".", 1)[-1] if "." in full else ""
+    if suffix in _KERNEL_SUFFIXES:
+        return _KERNEL_SUFFIXES[suffix]
+    vendor = (features.attributes.get("cpu.model") or {}).get("vendor_id", "")
+    if "S390" in vendor.upper():
+        return "s390x"
+    return ""
+
+
+def platform_arch(platform: str) -> str:
+    """The architecture part of `os/arch[/variant]`; "" for any platform."""
+    parts = platform.split("/")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def choose_target(arch: str, targets: Sequence[ImageTarget]) -> ImageTarget | None:
+    """The target a host of `arch` gets among one image's targets, if any."""
+    for target in targets:
+        if arch and target.platform and platform_arch(target.platform) == arch:
+            return target
+    for target in targets:
+        if target.platform == ANY_PLATFORM:
+            return target
+    return None
+
+
+def unmatched_reason(arch: str, platforms: Iterable[tuple[str, str]]) -> str:
+    """Why a host of `arch` got no evaluation of an image.
+
+    `platforms` are the image's (platform, status) pairs, as stored per run.
+    """
+    pairs = list(platforms)
+    for platform, status in pairs:
+        if status != "ok" and (
+            platform == ANY_PLATFORM or (arch and platform_arch(platform) == arch)
+        ):
+            return "no artifact"
+    if not arch:
+        return "platform mismatch: host architecture unknown"
+    names = ", ".join(sorted({p for p, _ in pairs if p})) or "none"
+    return f"platform mismatch: host {arch}, image has {names}"
+
+
+def project(
+    features: Features, references: Mapping[str, frozenset[str] | None], dedup: bool
+) -> Features:
+    """The part of a host's features a spec reads (see the module docstring)."""
+    out = Features()
+    for name, elements in references.items():
+        flags = features.flags.get(name)
+        if flags is not None:
+            out.flags[name] = set(flags) if elements is None else flags & elements
+        attrs = features.attributes.get(name)
+        if attrs is not None:
+            out.attributes[name] = (
+                dict(attrs)
+                if elements is None
+                else {k: v for k, v in attrs.items() if k in elements}
+            )
+        instances = features.instances.get(name)
+        if instances is not None:
+            out.instances[name] = _project_instances(instances, elements, dedup)
+    return out
+
+
+def _project_instances(
+    instances: list[dict[str, str]], elements: frozenset[str] | None, dedup: bool
+) -> list[dict[str, str]]:
+    """Instances cut to the referenced attributes, duplicates dropped if allowed."""
+    if elements is None:
+        projected = [dict(i) for i in instances]
+    else:
+        projected = [{k: v for k, v in i.items() if k in elements} for i in instances]
+    if not dedup:
+        return projected
+    unique: dict[str, dict[str, str]] = {}
+    for instance in projected:
+        unique.setdefault(json.dumps(instance, sort_keys=True), instance)
+    return [unique[key] for key in sorted(unique)]
+
+
+def projection_digest(projected: Features) -> str:
+    """The key of a projection: sha256 over the result format and canonical form."""
+    return hashlib.sha256(RESULT_FORMAT + projected.canonical_json()).hexdigest()
+
+
+@dataclass
+class _Prepared:
+    """One target with its parsed spec and what the spec reads."""
+
+    idx: int
+    target: ImageTarget
+    spec: Any = None
+    references: dict[str, frozenset[str] | None] = field(default_factory=dict)
+    error: str = ""
+    per_host: bool = False
+    dedup: bool = True
+    sets: list[dict[str, Any]] = field(default_factory=list)
+
+
+def evaluate_targets(
+    store: Store, targets: Sequence[ImageTarget], *, progress: Progress | None = None
+) -> EvaluationRun:
+    """Evaluate these image targets on every host in the store; save the run."""
+    started = time.monotonic()
+    run_id = store.start_run(
+        "evaluate", {"images": len({t.image for t in targets}), "targets": len(targets)}
+    )
+    try:
+        summary = _evaluate(store, run_id, targets, progress)
+    except BaseException:
+        store.finish_run(run_id, "failed", {})
+        raise
+
+    summary = EvaluationRun(**{**summary, "seconds": time.monotonic() - started})
+    counts = {k: v for k, v in summary.to_json().items() if isinstance(v, int)}
+    counts.update({f"cells_{k}": v for k, v in summary.cells.items()})
+    store.finish_run(run_id, "partial" if summary.partial else "ok", counts)
+    log.info("evaluation run=%s done in %.2f s", run_id, summary.seconds)
+    return summary
+
+
+def _evaluate(
+    store: Store,
+    run_id: int,
+    targets: Sequence[ImageTarget],
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """The body of an evaluation run; returns EvaluationRun fields."""
+    statuses = store.hosts()
+    hosts, subjects, subject_features = _subjects(store, statuses)
+    prepared = [_prepare(i, target) for i, target in enumerate(targets)]
+    by_image: dict[str, list[_Prepared]] = defaultdict(list)
+    for item in prepared:
+        by_image[item.target.image].append(item)
+
+    groups, work = _group(hosts, subjects, subject_features, by_image, progress)
+    cached = store.cached_result_keys(p.target.artifact or "" for p in prepared)
+    todo = [key for key in work if key not in cached]
+    log.info(
+        "evaluation run=%s: %d hosts, %d subjects, %d targets, %d distinct "
+        "evaluations (%d reused)",
+        run_id,
+        len(hosts),
+        len(subjects),
+        len(prepared),
+        len(work),
+        len(work) - len(todo),
+    )
+
+    results: list[EvalResult] = []
+    for n, key in enumerate(todo, 1):
+        projected, item = work[key]
+        results.append(evaluate_pair(item.spec, projected, key[0], key[1]))
+        if len(results) >= 2000:
+            store.save_eval_results(results)
+            results = []
+        if progress and (n % 500 == 0 or n == len(todo)):
+            progress("evaluate", n, len(todo))
+    store.save_eval_results(results)
+
+    for item in prepared:
+        if item.error:
+            store.save_eval_results([_spec_error_result(item)])
+    pairs = [
+        EvalPair(idx, projection, artifact, tuple(sorted(members)))
+        for (idx, projection, artifact), members in groups.items()
+    ]
+    images = [_image_row(item) for item in prepared]
+    store.save_evaluation(run_id, hosts, images, pairs)
+
+    cells = _count_cells(store, hosts, prepared, pairs)
+    return {
+        "run_id": run_id,
+        "hosts": len(hosts),
+        "hosts_not_evaluated": sum(1 for h in hosts if h.status != "ok"),
+        "images": len(by_image),
+        "images_failed": len(
+            {p.target.image for p in prepared if p.error or not p.target.artifact}
+        ),
+        "cells": cells,
+        "evaluations": len(work),
+        "computed": len(todo),
+        "reused": len(work) - len(todo),
+    }
+
+
+def _subjects(
+    store: Store, statuses: Sequence[HostStatus]
+) -> tuple[list[EvalHost], list[str], list[Features]]:
+    """The run's hosts, its distinct feature sets, and their features."""
+    index: dict[str, int] = {}
+    subject_features: list[Features] = []
+    arches: list[str] = []
+    hosts: list[EvalHost] = []
+    for idx, status in enumerate(statuses):
+        good = status.latest_good
+        groups = status.host.groups
+        if good is None or good.feature_set is None:
+            latest = status.latest
+            reason = "no snapshot"
+            if latest is not None and latest.error:
+                reason = f"no snapshot: {latest.status}: {latest.error}"
+            hosts.append(
+                EvalHost(
+                    idx,
+                    status.host.name,
+                    groups,
+                    None,
+                    "",
+                    None,
+                    -1,
+                    "",
+                    "",
+                    "failed",
+                    reason,
+                )
+            )
+            continue
+        subject = index.get(good.feature_set)
+        if subject is None:
+            subject = index[good.feature_set] = len(subject_features)
+            features = store.feature_set(good.feature_set)
+            subject_features.append(features)
+            arches.append(host_architecture(features))
+        hosts.append(
+            EvalHost(
+                idx,
+                status.host.name,
+                groups,
+                good.id,
+                good.taken_at,
+                good.feature_set,
+                subject,
+                arches[subject],
+                good.node_name,
+                "ok",
+            )
+        )
+    return hosts, list(index), subject_features
+
+
+def _prepare(idx: int, target: ImageTarget) -> _Prepared:
+    """Parse a target's spec and find what it reads; a bad spec is kept as error."""
+    from fleetcompat.spec import load_spec
+
+    item = _Prepared(idx, target)
+    if target.spec is None:
+        return item
+    try:
+        text = target.spec.decode("utf-8", errors="replace")
+        spec = load_spec(text if "\n" in text else text + "\n")
+        item.spec = spec
+        item.references = dict(spec.feature_references())
+    except (InputError, RuleError) as exc:
+        item.error = f"{target.image}: {exc}"
+        log.warning("image=%s: spec cannot be used: %s", target.image, exc)
+        return item
+
+    item.per_host = "system.name" in item.references
+    item.dedup = not _has_templates(spec)
+    item.sets = [
+        {
+            "tag": c.tag or "",
+            "weight": c.weight or 0,
+            "description": c.description or "",
+        }
+        for c in spec.compatibilities
+    ]
+    return item
+
+
+def _has_templates(spec: Any) -> bool:
+    """Whether any rule renders a template over matched elements."""
+    return any(rule.vars_template or rule.labels_template for rule in spec.rules())
+
+
+def _group(
+    hosts: Sequence[EvalHost],
+    subjects: Sequence[str],
+    subject_features: Sequence[Features],
+    by_image: Mapping[str, list[_Prepared]],
+    progress: Progress | None,
+) -> tuple[
+    dict[tuple[int, str, str], set[int]],
+    dict[tuple[str, str], tuple[Features, _Prepared]],
+]:
+    """Members per (target, projection), and the distinct evaluations to do."""
+    arches: dict[int, str] = {h.subject: h.arch for h in hosts if h.subject >= 0}
+    projections: dict[tuple[int, int], tuple[str, Features]] = {}
+    reference_keys: dict[str, int] = {}
+    groups: dict[tuple[int, str, str], set[int]] = defaultdict(set)
+    work: dict[tuple[str, str], tuple[Features, _Prepared]] = {}
+
+    for n, items in enumerate(by_image.values(), 1):
+        targets = [item.target for item in items]
+        for subject in range(len(subjects)):
+            target = choose_target(arches[subject], targets)
+            if target is None:
+                continue
+            item = items[targets.index(target)]
+            artifact = target.artifact or ""
+            if item.error:
+                groups[(item.idx, SPEC_ERROR, artifact)].add(subject)
+                continue
+            if item.spec is None:
+                continue
+            if item.per_host:
+                continue  # projected per host below
+            refs_key = reference_keys.setdefault(
+                _refs_text(item.references, item.dedup), len(reference_keys)
+            )
+            cached = projections.get((subject, refs_key))
+            if cached is None:
+                projected = project(
+                    subject_features[subject], item.references, item.dedup
+                )
+                cached = projections[(subject, refs_key)] = (
+                    projection_digest(projected),
+                    projected,
+                )
+            digest, projected = cached
+            groups[(item.idx, digest, artifact)].add(subject)
+            work.setdefault((digest, artifact), (projected, item))
+        for item in items:
+            if item.per_host and item.spec is not None and not item.error:
+                _group_per_host(item, hosts, subject_features, groups, work)
+        if progress and n % 100 == 0:
+            progress("project", n, len(by_image))
+    return groups, work
+
+
+def _group_per_host(
+    item: _Prepared,
+    hosts: Sequence[EvalHost],
+    subject_features: Sequence[Features],
+    groups: dict[tuple[int, str, str], set[int]],
+    work: dict[tuple[str, str], tuple[Features, _Prepared]],
+) -> None:
+    """Group the hosts of a spec that reads system.name, one projection each."""
+    siblings = [item.target]
+    for host in hosts:
+        if host.subject < 0 or choose_target(host.arch, siblings) is None:
+            continue
+        features = subject_features[host.subject].copy()
+        features.attributes["system.name"] = {"nodename": host.node_name}
+        projected = project(features, item.references, item.dedup)
+        digest = projection_digest(projected)
+        artifact = item.target.artifact or ""
+        groups[(item.idx, digest, artifact)].add(host.idx)
+        work.setdefault((digest, artifact), (projected, item))
+
+
+def _refs_text(references: Mapping[str, frozenset[str] | None], dedup: bool) -> str:
+    """A stable text of a spec's references, to share projections between specs."""
+    parts = {k: (None if v is None else sorted(v)) for k, v in references.items()}
+    return json.dumps([parts, dedup], sort_keys=True)
+
+
+def evaluate_pair(
+    spec: Any, features: Features, projection: str, artifact: str
+) -> EvalResult:
+    """One spec on one (projected) host with NFD's engine, explained."""
+    from fleetcompat.validate import validate
+
+    try:
+        results = validate(spec, features)
+    except RuleError as exc:
+        return EvalResult(
+            projection,
+            artifact,
+            ERROR,
+            "E" * len(spec.compatibilities),
+            "",
+            str(exc),
+            {},
+        )
+
+    sets: list[dict[str, Any]] = []
+    letters = []
+    for compatibility, result in zip(spec.compatibilities, results, strict=True):
+        failing = [
+            explain_rule(rule, features)
+            for rule, outcome in zip(compatibility.rules, result.rules, strict=True)
+            if not outcome.is_match
+        ]
+        for rule in failing:
+            rule["count"] = fix_count(rule)
+        letters.append("I" if failing else "C")
+        sets.append({"ok": not failing, "rules": failing})
+
+    compatible = "C" in letters or not letters
+    blocker = "" if compatible else _blocker(sets)
+    verdict = COMPATIBLE if compatible else INCOMPATIBLE
+    return EvalResult(
+        projection, artifact, verdict, "".join(letters), blocker, "", {"sets": sets}
+    )
+
+
+def _blocker(sets: Sequence[Mapping[str, Any]]) -> str:
+    """The one requirement whose change would make a set hold, if there is one."""
+    best: tuple[int, str] | None = None
+    for number, entry in enumerate(sets):
+        item = single_fix(entry["rules"])
+        if item is not None and (best is None or number < best[0]):
+            best = (number, item["needs"])
+    return best[1] if best else ""
+
+
+def _spec_error_result(item: _Prepared) -> EvalResult:
+    """The shared result of a spec that cannot be parsed: every cell an error."""
+    artifact = item.target.artifact or ""
+    return EvalResult(SPEC_ERROR, artifact, ERROR, "", "", item.error, {})
+
+
+def _image_row(item: _Prepared) -> EvalImage:
+    """The stored row of one target."""
+    target = item.target
+    if item.error:
+        status, reason = ERROR, item.error
+    elif target.artifact is None:
+        status, reason = "missing", target.problem or "no compatibility artifact"
+    else:
+        status, reason = "ok", ""
+    return EvalImage(
+        item.idx,
+        target.image,
+        target.platform,
+        target.artifact,
+        status,
+        reason,
+        tuple(item.sets),
+        tuple(sorted(item.references)),
+        item.per_host,
+    )
+
+
+def _count_cells(
+    store: Store,
+    hosts: Sequence[EvalHost],
+    prepared: Sequence[_Prepared],
+    pairs: Sequence[EvalPair],
+) -> dict[str, int]:
+    """Cells per verdict over hosts x images (not per platform)."""
+    per_subject: dict[int, int] = defaultdict(int)
+    for host in hosts:
+        if host.subject >= 0:
+            per_subject[host.subject] += 1
+    per_host = {p.idx for p in prepared if p.per_host}
+    verdicts = {
+        key: result.verdict
+        for key, result in store.eval_results(
+            (p.projection, p.artifact) for p in pairs
+        ).items()
+    }
+
+    counts = dict.fromkeys(VERDICTS, 0)
+    for pair in pairs:
+        verdict = verdicts.get((pair.projection, pair.artifact), ERROR)
+        weight = (
+            len(pair.members)
+            if pair.image_idx in per_host
+            else sum(per_subject[m] for m in pair.members)
+        )
+        counts[verdict] += weight
+    total = len(hosts) * len({p.target.image for p in prepared})
+    counts[NOT_EVALUATED] = total - sum(counts[v] for v in VERDICTS[:3])
+    return counts

@@ -1,0 +1,683 @@
+"""Reports of a stored evaluation run: one self-contained HTML file and CSV files.
+
+`write_report(store, run_id, out_dir)` renders a run already in the store; it never
+collects or evaluates. The HTML page has everything inline (CSS, JS, SVG plots, the
+data as JSON in a `<script type="application/json">`), so it opens from a USB stick
+with no network. Every value from a host or a spec reaches the page either through
+Jinja2 with autoescaping or through that JSON (with `<` written as `\\u003c`), and
+the page's script only ever puts data into `textContent`, never into markup.
+
+The matrix is kept small by grouping: hosts evaluated from the same feature set
+(a "unit") have the same cells, and units with the same verdict row form one matrix
+row. A spec that reads `system.name` makes every host its own unit.
+
+CSV files (columns documented in docs/reports.md):
+
+- `matrix.csv`: one row per host, one column per image, cells yes/no/error/n/a;
+- `results_long.csv`: one row per host x image x compatibility set x failing
+  expression, for every cell that is not compatible (error and not-evaluated cells
+  get one row with the reason);
+- `hosts.csv`: the hosts with their snapshot and its age.
+
+jinja2 and pandas are used here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from fleetcompat.errors import StoreError
+from fleetcompat.evaluate import (
+    COMPATIBLE,
+    ERROR,
+    INCOMPATIBLE,
+    NOT_EVALUATED,
+    unmatched_reason,
+)
+from fleetcompat.store import EvalHost, EvalImage, EvalResult, Run, Store
+
+CODES = {COMPATIBLE: "C", INCOMPATIBLE: "I", ERROR: "E", NOT_EVALUATED: "N"}
+CSV_CELLS = {"C": "yes", "I": "no", "E": "error", "N": "n/a"}
+DRIFT_RUNS = 20
+
+MATRIX_COLUMNS = ["host", "groups", "arch", "status", "snapshot_taken_at"]
+"""The leading columns of matrix.csv; one column per image follows."""
+LONG_COLUMNS = [
+    "host",
+    "image",
+    "platform",
+    "artifact",
+    "verdict",
+    "set",
+    "set_tag",
+    "set_verdict",
+    "rule",
+    "feature",
+    "element",
+    "matcher",
+    "op",
+    "value",
+    "actual",
+    "explanation",
+    "reason",
+]
+"""The columns of results_long.csv."""
+HOST_COLUMNS = [
+    "host",
+    "groups",
+    "status",
+    "reason",
+    "snapshot_id",
+    "snapshot_taken_at",
+    "snapshot_age_hours",
+    "arch",
+    "feature_set",
+    "os",
+    "kernel",
+]
+"""The columns of hosts.csv."""
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where a report's files were written."""
+
+    html: Path
+    matrix_csv: Path
+    long_csv: Path
+    hosts_csv: Path
+
+
+@dataclass
+class RunView:
+    """A stored evaluation run, arranged for rendering: units x images."""
+
+    run: Run
+    hosts: list[EvalHost]
+    images: list[str]
+    targets: dict[str, list[EvalImage]]
+    results: list[EvalResult]
+    reasons: list[str]
+    unit_of_host: list[int]
+    cells: np.ndarray
+    """units x images: >= 0 a result index, < 0 a reason index as -(i + 1)."""
+    codes: np.ndarray
+    """units x images: the verdict letter's byte (C, I, E, N)."""
+    result_targets: list[int]
+    """For each result, the index of the image target it came from."""
+
+
+def write_report(store: Store, run_id: int | None, out_dir: Path) -> ReportFiles:
+    """Render a run (the newest evaluation when `run_id` is None) into `out_dir`."""
+    view = load_run(store, run_id)
+    previous = _previous_view(store, view.run.id)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    files_ = ReportFiles(
+        out_dir / "report.html",
+        out_dir / "matrix.csv",
+        out_dir / "results_long.csv",
+        out_dir / "hosts.csv",
+    )
+    features = _host_facts(store, view)
+    _write_html(store, view, previous, features, files_.html)
+    _write_matrix_csv(view, files_.matrix_csv)
+    _write_long_csv(view, files_.long_csv)
+    _write_hosts_csv(view, features, files_.hosts_csv)
+    return files_
+
+
+def load_run(store: Store, run_id: int | None = None) -> RunView:
+    """Read a stored evaluation run into a RunView; StoreError when there is none."""
+    if run_id is None:
+        runs = store.runs("evaluate", limit=1)
+        if not runs:
+            raise StoreError(f"{store.path}: no evaluation run yet; run evaluate")
+        run = runs[0]
+    else:
+        run = store.run(run_id)
+        if run.kind != "evaluate":
+            raise StoreError(f"{store.path}: run {run_id} is a {run.kind} run")
+
+    hosts = store.eval_hosts(run.id)
+    rows = store.eval_images(run.id)
+    pairs = store.eval_pairs(run.id)
+    targets: dict[str, list[EvalImage]] = defaultdict(list)
+    for row in rows:
+        targets[row.image].append(row)
+    images = sorted(targets)
+    column = {name: i for i, name in enumerate(images)}
+    per_host = any(row.per_host for row in rows)
+
+    stored = store.eval_results((p.projection, p.artifact) for p in pairs)
+    keys = sorted(stored)
+    result_index = {key: i for i, key in enumerate(keys)}
+    results = [stored[key] for key in keys]
+    result_targets = [0] * len(results)
+
+    unit_of_host = [h.idx if per_host else h.subject for h in hosts]
+    units = len(hosts) if per_host else max((h.subject for h in hosts), default=-1) + 1
+    cells = np.full((units, len(images)), -1, dtype=np.int64)
+    by_row = {row.idx: row for row in rows}
+    hosts_of_subject: dict[int, list[int]] = defaultdict(list)
+    for host in hosts:
+        hosts_of_subject[host.subject].append(host.idx)
+    for pair in pairs:
+        target = by_row[pair.image_idx]
+        index = result_index.get((pair.projection, pair.artifact))
+        if index is None:
+            continue
+        result_targets[index] = target.idx
+        members = list(pair.members)
+        if not target.per_host and per_host:
+            members = [h for m in pair.members for h in hosts_of_subject[m]]
+        cells[members, column[target.image]] = index
+
+    reasons: list[str] = []
+    reason_index: dict[str, int] = {}
+    unit_arch = {unit_of_host[h.idx]: h.arch for h in hosts if h.subject >= 0}
+    for unit in range(units):
+        for col in np.nonzero(cells[unit] < 0)[0]:
+            platforms = [(t.platform, t.status) for t in targets[images[col]]]
+            reason = unmatched_reason(unit_arch.get(unit, ""), platforms)
+            cells[unit, col] = -(reason_index.setdefault(reason, len(reasons)) + 1)
+            if len(reasons) < len(reason_index):
+                reasons.append(reason)
+
+    lookup = np.array(
+        [ord(CODES[r.verdict]) for r in results] or [ord("N")], dtype=np.uint8
+    )
+    codes = np.where(cells >= 0, lookup[np.clip(cells, 0, None)], ord("N")).astype(
+        np.uint8
+    )
+    return RunView(
+        run,
+        hosts,
+        images,
+        dict(targets),
+        results,
+        reasons,
+        unit_of_host,
+        cells,
+        codes,
+        result_targets,
+    )
+
+
+def host_row(view: RunView, host: EvalHost) -> str:
+    """A host's verdict letters, one per image (all N for an unevaluated host)."""
+    if host.status != "ok":
+        return "N" * len(view.images)
+    return bytes(view.codes[view.unit_of_host[host.idx]]).decode()
+
+
+def _previous_view(store: Store, run_id: int) -> RunView | None:
+    """The evaluation run before this one, if any."""
+    earlier = [r for r in store.runs("evaluate") if r.id < run_id]
+    return load_run(store, earlier[0].id) if earlier else None
+
+
+def _host_facts(store: Store, view: RunView) -> dict[str, dict[str, str]]:
+    """A few descriptive features per feature set: OS, kernel, CPU."""
+    facts: dict[str, dict[str, str]] = {}
+    for host in view.hosts:
+        digest = host.feature_set
+        if digest is None or digest in facts:
+            continue
+        features = store.feature_set(digest)
+        osr = features.attributes.get("system.osrelease", {})
+        cpu = features.attributes.get("cpu.model", {})
+        facts[digest] = {
+            "os": osr.get("PRETTY_NAME") or osr.get("ID", ""),
+            "kernel": features.attributes.get("kernel.version", {}).get("full", ""),
+            "cpu": " ".join(
+                f"{k}={cpu[k]}" for k in ("vendor_id", "family", "id") if k in cpu
+            ),
+        }
+    return facts
+
+
+# HTML
+
+
+def _write_html(
+    store: Store,
+    view: RunView,
+    previous: RunView | None,
+    facts: dict[str, dict[str, str]],
+    path: Path,
+) -> None:
+    """Render report.html from the templates in fleetcompat.reports."""
+    assets = files("fleetcompat.reports")
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(
+            lambda name: assets.joinpath(name).read_text(encoding="utf-8")
+        ),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    template = env.get_template("report.html.j2")
+    data = _page_data(view, facts)
+    summary = _summary(store, view, previous)
+    html = template.render(
+        nonce=secrets.token_urlsafe(16),
+        run=view.run,
+        summary=summary,
+        css=assets.joinpath("report.css").read_text(encoding="utf-8"),
+        script=assets.joinpath("report.js").read_text(encoding="utf-8"),
+        data_json=json_for_script(data),
+        plots=_plots(store, view),
+    )
+    path.write_text(html, encoding="utf-8")
+
+
+def json_for_script(data: Any) -> str:
+    """JSON safe inside a `<script type="application/json">` element."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return (
+        text.replace("<", "\\u003c")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+def _page_data(view: RunView, facts: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The JSON the page's script renders: images, units, hosts, results."""
+    units = view.cells.shape[0]
+    unit_info: list[dict[str, Any]] = [{} for _ in range(units)]
+    for host in view.hosts:
+        if host.subject >= 0:
+            unit = view.unit_of_host[host.idx]
+            fact = facts.get(host.feature_set or "", {})
+            unit_info[unit] = {"arch": host.arch, **fact}
+    rows = [
+        {
+            **unit_info[u],
+            "row": bytes(view.codes[u]).decode(),
+            "cells": view.cells[u].tolist(),
+        }
+        for u in range(units)
+    ]
+    images = [
+        {
+            "name": name,
+            "targets": [
+                {
+                    "idx": t.idx,
+                    "platform": t.platform or "any",
+                    "artifact": t.artifact or "",
+                    "status": t.status,
+                    "reason": t.reason,
+                    "sets": list(t.sets),
+                }
+                for t in view.targets[name]
+            ],
+        }
+        for name in view.images
+    ]
+    results = [
+        {
+            "v": CODES[r.verdict],
+            "sets": r.set_verdicts,
+            "error": r.error,
+            "blocker": r.blocker,
+            "detail": r.detail,
+            "target": view.result_targets[i],
+        }
+        for i, r in enumerate(view.results)
+    ]
+    hosts = [
+        [
+            h.host,
+            view.unit_of_host[h.idx] if h.status == "ok" else -1,
+            ",".join(h.groups),
+            h.taken_at,
+            h.reason,
+        ]
+        for h in view.hosts
+    ]
+    return {
+        "run": view.run.id,
+        "images": images,
+        "units": rows,
+        "hosts": hosts,
+        "results": results,
+        "reasons": view.reasons,
+    }
+
+
+def _summary(store: Store, view: RunView, previous: RunView | None) -> dict[str, Any]:
+    """Counts per image and host group, changes since the last run, failures."""
+    counts = Counter[str]()
+    group_counts: dict[str, Counter[str]] = defaultdict(Counter)
+    rows = {h.host: host_row(view, h) for h in view.hosts}
+    for host in view.hosts:
+        row = Counter(rows[host.host])
+        counts.update(row)
+        for group in host.groups or ("(no group)",):
+            group_counts[group].update(row)
+
+    per_image = []
+    hosts_ok = [h for h in view.hosts if h.status == "ok"]
+    weights = np.bincount(
+        [view.unit_of_host[h.idx] for h in hosts_ok], minlength=view.codes.shape[0]
+    )
+    for col, name in enumerate(view.images):
+        column = view.codes[:, col] if view.codes.size else np.array([], np.uint8)
+        image_counts = {
+            letter: int(weights[column == ord(letter)].sum()) for letter in "CIEN"
+        }
+        image_counts["N"] += len(view.hosts) - len(hosts_ok)
+        per_image.append((name, image_counts))
+
+    return {
+        "totals": {letter: counts.get(letter, 0) for letter in "CIEN"},
+        "hosts": len(view.hosts),
+        "images": len(view.images),
+        "per_image": per_image,
+        "per_group": sorted(
+            (g, {letter: c.get(letter, 0) for letter in "CIEN"})
+            for g, c in group_counts.items()
+        ),
+        "changes": _changes(store, view, previous, rows),
+        "not_collected": _not_collected(store, view),
+    }
+
+
+def _changes(
+    store: Store, view: RunView, previous: RunView | None, rows: dict[str, str]
+) -> dict[str, Any]:
+    """What changed since the previous evaluation run."""
+    if previous is None:
+        return {"previous": None}
+    before_rows = {h.host: host_row(previous, h) for h in previous.hosts}
+    before_col = {name: i for i, name in enumerate(previous.images)}
+    common = [(i, before_col[n]) for i, n in enumerate(view.images) if n in before_col]
+    became_incompatible: list[tuple[str, str]] = []
+    became_compatible: list[tuple[str, str]] = []
+    for host in view.hosts:
+        old = before_rows.get(host.host)
+        if old is None:
+            continue
+        new = rows[host.host]
+        for now_col, old_col in common:
+            a, b = old[old_col], new[now_col]
+            if a == b:
+                continue
+            image = view.images[now_col]
+            if a == "C":
+                became_incompatible.append((host.host, image))
+            elif b == "C":
+                became_compatible.append((host.host, image))
+
+    old_sets = {h.host: h.feature_set for h in previous.hosts}
+    feature_changes = []
+    for host in view.hosts:
+        before = old_sets.get(host.host)
+        if before and host.feature_set and before != host.feature_set:
+            feature_changes.append(
+                (host.host, _feature_diff(store, before, host.feature_set))
+            )
+    return {
+        "previous": previous.run.id,
+        "became_incompatible": became_incompatible,
+        "became_compatible": became_compatible,
+        "images_added": sorted(set(view.images) - set(previous.images)),
+        "images_removed": sorted(set(previous.images) - set(view.images)),
+        "feature_changes": feature_changes,
+        "hosts_added": sorted({h.host for h in view.hosts} - set(old_sets)),
+        "hosts_removed": sorted(set(old_sets) - {h.host for h in view.hosts}),
+    }
+
+
+def regressions(store: Store, run_id: int) -> list[tuple[str, str]]:
+    """(host, image) cells compatible in the previous run and not in this one."""
+    view = load_run(store, run_id)
+    previous = _previous_view(store, run_id)
+    if previous is None:
+        return []
+    rows = {h.host: host_row(view, h) for h in view.hosts}
+    changes = _changes(store, view, previous, rows)
+    return list(changes["became_incompatible"])
+
+
+def _feature_diff(store: Store, before: str, after: str) -> list[str]:
+    """The feature names whose elements differ between two stored feature sets."""
+    a, b = store.feature_set(before), store.feature_set(after)
+    changed = []
+    for name in sorted(a.names() | b.names()):
+        if (
+            a.flags.get(name) != b.flags.get(name)
+            or a.attributes.get(name) != b.attributes.get(name)
+            or a.instances.get(name) != b.instances.get(name)
+        ):
+            changed.append(name)
+    return changed
+
+
+def _not_collected(store: Store, view: RunView) -> list[dict[str, str]]:
+    """Hosts with no good snapshot, or whose newest attempt failed, and why."""
+    statuses = {s.host.name: s for s in store.hosts()}
+    found = []
+    for host in view.hosts:
+        status = statuses.get(host.host)
+        latest = status.latest if status else None
+        if host.status != "ok":
+            found.append({"host": host.host, "why": host.reason, "stale": ""})
+        elif latest is not None and not latest.ok:
+            found.append(
+                {
+                    "host": host.host,
+                    "why": f"{latest.status}: {latest.error}",
+                    "stale": f"evaluated from the snapshot of {host.taken_at}",
+                }
+            )
+    return found
+
+
+def _plots(store: Store, view: RunView) -> dict[str, Any]:
+    """Numbers for the inline SVG plots: shares per image, drift over runs."""
+    summary_runs = list(reversed(store.runs("evaluate", limit=DRIFT_RUNS)))
+    drift = []
+    for run in summary_runs:
+        if run.id > view.run.id:
+            continue
+        counts = run.counts
+        total = sum(counts.get(f"cells_{v}", 0) for v in CODES)
+        if total:
+            drift.append((run.id, counts.get(f"cells_{COMPATIBLE}", 0) / total))
+
+    hosts_ok = [h for h in view.hosts if h.status == "ok"]
+    weights = np.bincount(
+        [view.unit_of_host[h.idx] for h in hosts_ok], minlength=view.codes.shape[0]
+    )
+    shares = []
+    total_hosts = max(len(view.hosts), 1)
+    for col, name in enumerate(view.images):
+        column = view.codes[:, col] if view.codes.size else np.array([], np.uint8)
+        compatible = int(weights[column == ord("C")].sum())
+        shares.append((name, compatible / total_hosts))
+    shares.sort(key=lambda item: (item[1], item[0]))
+    return {"shares": shares[:40], "share_count": len(shares), "drift": drift}
+
+
+# CSV
+
+
+def _write_matrix_csv(view: RunView, path: Path) -> None:
+    """matrix.csv: hosts x images, cells yes/no/error/n/a."""
+    lead = pd.DataFrame(
+        {
+            "host": [h.host for h in view.hosts],
+            "groups": [",".join(h.groups) for h in view.hosts],
+            "arch": [h.arch for h in view.hosts],
+            "status": [h.status for h in view.hosts],
+            "snapshot_taken_at": [h.taken_at for h in view.hosts],
+        },
+        columns=MATRIX_COLUMNS,
+    )
+    labels = np.array(["n/a"] * 256, dtype=object)
+    for letter, text in CSV_CELLS.items():
+        labels[ord(letter)] = text
+    with path.open("w", encoding="utf-8", newline="") as out:
+        header = pd.DataFrame(columns=MATRIX_COLUMNS + view.images)
+        header.to_csv(out, index=False)
+        for start in range(0, len(view.hosts), 1000):
+            chunk = view.hosts[start : start + 1000]
+            codes = np.full((len(chunk), len(view.images)), ord("N"), np.uint8)
+            for i, host in enumerate(chunk):
+                if host.status == "ok":
+                    codes[i] = view.codes[view.unit_of_host[host.idx]]
+            cells = pd.DataFrame(labels[codes], columns=view.images)
+            part = pd.concat(
+                [lead.iloc[start : start + len(chunk)].reset_index(drop=True), cells],
+                axis=1,
+            )
+            part.to_csv(out, index=False, header=False)
+
+
+def _write_long_csv(view: RunView, path: Path) -> None:
+    """results_long.csv: a row per host x image x set x failing expression."""
+    unit_rows: dict[int, list[list[Any]]] = {}
+    with path.open("w", encoding="utf-8", newline="") as out:
+        pd.DataFrame(columns=LONG_COLUMNS).to_csv(out, index=False)
+        batch: list[list[Any]] = []
+        for host in view.hosts:
+            if host.status != "ok":
+                for image in view.images:
+                    batch.append(
+                        _long_row(host.host, image, NOT_EVALUATED, host.reason)
+                    )
+            else:
+                unit = view.unit_of_host[host.idx]
+                if unit not in unit_rows:
+                    unit_rows[unit] = list(_unit_long_rows(view, unit))
+                batch.extend([host.host, *row] for row in unit_rows[unit])
+            if len(batch) >= 50_000:
+                pd.DataFrame(batch, columns=LONG_COLUMNS).to_csv(
+                    out, index=False, header=False
+                )
+                batch = []
+        if batch:
+            pd.DataFrame(batch, columns=LONG_COLUMNS).to_csv(
+                out, index=False, header=False
+            )
+
+
+def _long_row(host: str, image: str, verdict: str, reason: str) -> list[Any]:
+    """A results_long row for a cell with no expressions (error, not evaluated)."""
+    row: list[Any] = [host, image] + [""] * (len(LONG_COLUMNS) - 2)
+    row[LONG_COLUMNS.index("verdict")] = verdict
+    row[LONG_COLUMNS.index("reason")] = reason
+    return row
+
+
+def _unit_long_rows(view: RunView, unit: int) -> Iterator[list[Any]]:
+    """The results_long rows of one unit, without the host column."""
+    by_idx = {t.idx: t for targets in view.targets.values() for t in targets}
+    for col, image in enumerate(view.images):
+        cell = int(view.cells[unit, col])
+        if cell < 0:
+            yield _long_row("", image, NOT_EVALUATED, view.reasons[-cell - 1])[1:]
+            continue
+        result = view.results[cell]
+        if result.verdict == COMPATIBLE:
+            continue
+        target = by_idx[view.result_targets[cell]]
+        if result.verdict == ERROR:
+            row = _long_row("", image, ERROR, result.error)[1:]
+            row[1], row[2] = target.platform, target.artifact or ""
+            yield row
+            continue
+        yield from _failing_rows(image, target, result)
+
+
+def _failing_rows(
+    image: str, target: EvalImage, result: EvalResult
+) -> Iterator[list[Any]]:
+    """Rows for every failing expression of every failing set of a result."""
+    for number, entry in enumerate(result.detail.get("sets", [])):
+        if entry["ok"]:
+            continue
+        tag = target.sets[number].get("tag", "") if number < len(target.sets) else ""
+        for rule in entry["rules"]:
+            items = list(rule["items"]) + [i for alt in rule["any"] for i in alt]
+            for item in items or [None]:
+                for expr in (item or {}).get("expressions") or [None]:
+                    yield [
+                        image,
+                        target.platform,
+                        target.artifact or "",
+                        INCOMPATIBLE,
+                        number,
+                        tag,
+                        "incompatible",
+                        rule["name"],
+                        (item or {}).get("feature", ""),
+                        (expr or {}).get("name", ""),
+                        (expr or {}).get("matcher", ""),
+                        (expr or {}).get("op", ""),
+                        json.dumps(expr["value"]) if expr and "value" in expr else "",
+                        (item or {}).get("actual", ""),
+                        (item or {}).get("why", ""),
+                        "",
+                    ]
+
+
+def _write_hosts_csv(
+    view: RunView, facts: dict[str, dict[str, str]], path: Path
+) -> None:
+    """hosts.csv: the hosts with their snapshot and how old it is."""
+    now = datetime.now(UTC)
+    rows = []
+    for host in view.hosts:
+        fact = facts.get(host.feature_set or "", {})
+        rows.append(
+            [
+                host.host,
+                ",".join(host.groups),
+                host.status,
+                host.reason,
+                host.snapshot_id if host.snapshot_id is not None else "",
+                host.taken_at,
+                _age_hours(host.taken_at, now),
+                host.arch,
+                host.feature_set or "",
+                fact.get("os", ""),
+                fact.get("kernel", ""),
+            ]
+        )
+    pd.DataFrame(rows, columns=HOST_COLUMNS).to_csv(path, index=False)
+
+
+def _age_hours(taken_at: str, now: datetime) -> str:
+    """Hours since an ISO time, one decimal; "" when there is no time."""
+    if not taken_at:
+        return ""
+    try:
+        then = datetime.fromisoformat(taken_at.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    return f"{(now - then).total_seconds() / 3600:.1f}"
+
+
+def verdict_counts(view: RunView) -> dict[str, int]:
+    """Cells per verdict over hosts x images, for checks and the CLI."""
+    letters = Counter[str]()
+    for host in view.hosts:
+        letters.update(host_row(view, host))
+    names = {v: k for k, v in CODES.items()}
+    return {names[letter]: letters.get(letter, 0) for letter in "CIEN"}
