@@ -1,0 +1,121 @@
+"""The nightly job in one call: collect, evaluate, report, and judge the outcome.
+
+`run_audit` runs the three stages against one database and says whether the
+chosen `--fail-on` policy tripped:
+
+- none: never (the exit status only tells success from a partial run);
+- regression: a host x image cell that was compatible in the previous evaluation
+  run is not compatible now;
+- incompatible: any cell is incompatible;
+- any-failure: any cell is not compatible (incompatible, error, not evaluated),
+  or any host failed collection, or any image could not be evaluated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleetcompat.evaluate import (
+    ERROR,
+    INCOMPATIBLE,
+    NOT_EVALUATED,
+    EvaluationRun,
+    Progress,
+    evaluate_fleet,
+)
+from fleetcompat.store import Store
+
+POLICIES = ("none", "regression", "incompatible", "any-failure")
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """What an audit did, where the report is, and whether the policy tripped."""
+
+    collect: Any
+    evaluation: EvaluationRun
+    report: Any
+    regressions: tuple[tuple[str, str], ...]
+    tripped: tuple[str, ...]
+
+    @property
+    def partial(self) -> bool:
+        """Whether some hosts failed collection or some images evaluation."""
+        return self.collect.status != "ok" or self.evaluation.partial
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary of the audit."""
+        return {
+            "collect": self.collect.to_json(),
+            "evaluation": self.evaluation.to_json(),
+            "report": str(self.report.html),
+            "regressions": [
+                {"host": host, "image": image} for host, image in self.regressions
+            ],
+            "tripped": list(self.tripped),
+        }
+
+
+def run_audit(
+    inventory: Path,
+    layouts: list[Path],
+    store: Store,
+    out_dir: Path,
+    *,
+    fail_on: str = "none",
+    limit: str | None = None,
+    collect_options: Any = None,
+    collect_progress: Any = None,
+    progress: Progress | None = None,
+) -> AuditResult:
+    """Collect the inventory, evaluate every layout image, write the report.
+
+    Raises InputError (before anything is written) for a bad inventory, layout
+    path or policy.
+    """
+    from fleetcompat.collect import collect_fleet
+    from fleetcompat.errors import InputError
+    from fleetcompat.inventory import load_inventory
+    from fleetcompat.oci import scan_layouts
+    from fleetcompat.report import regressions, write_report
+
+    if fail_on not in POLICIES:
+        raise InputError(f"--fail-on: unknown policy {fail_on!r}")
+    fleet = load_inventory(inventory)
+    catalog = scan_layouts(layouts)
+
+    collected = collect_fleet(
+        fleet, store, limit=limit, options=collect_options, progress=collect_progress
+    )
+    evaluation = evaluate_fleet(store, catalog, progress=progress)
+    report = write_report(store, evaluation.run_id, out_dir)
+    lost = tuple(regressions(store, evaluation.run_id))
+    tripped = policy_trips(fail_on, evaluation, lost, collected.status != "ok")
+    return AuditResult(collected, evaluation, report, lost, tripped)
+
+
+def policy_trips(
+    policy: str,
+    evaluation: EvaluationRun,
+    lost: tuple[tuple[str, str], ...],
+    collect_failed: bool,
+) -> tuple[str, ...]:
+    """Why the policy trips (empty when it does not)."""
+    cells = evaluation.cells
+    reasons: list[str] = []
+    if policy == "regression" and lost:
+        reasons.append(f"{len(lost)} host x image cells were compatible and are not")
+    if policy in ("incompatible", "any-failure") and cells.get(INCOMPATIBLE):
+        reasons.append(f"{cells[INCOMPATIBLE]} cells are incompatible")
+    if policy == "any-failure":
+        if cells.get(ERROR):
+            reasons.append(f"{cells[ERROR]} cells are errors")
+        if cells.get(NOT_EVALUATED):
+            reasons.append(f"{cells[NOT_EVALUATED]} cells were not evaluated")
+        if collect_failed:
+            reasons.append("some hosts could not be collected")
+        if evaluation.images_failed:
+            reasons.append(f"{evaluation.images_failed} images could not be evaluated")
+    return tuple(reasons)

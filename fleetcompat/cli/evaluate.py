@@ -1,0 +1,278 @@
+"""`fleetcompat evaluate`, `report` and `audit`: every host x every image, and why."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fleetcompat.cli.main import (
+    ExitCode,
+    db_option,
+    output_option,
+    print_json,
+    verbosity_options,
+)
+
+LAYOUT_HELP = (
+    "An OCI image layout directory, or a directory of layouts; repeat for more."
+)
+
+
+def _layouts_option(func: Any) -> Any:
+    return click.option(
+        "--oci-layout",
+        "layouts",
+        multiple=True,
+        required=True,
+        type=click.Path(path_type=Path),
+        help=LAYOUT_HELP,
+    )(func)
+
+
+def _progress(stage: str, done: int, total: int) -> None:
+    """Progress lines on stderr when it is a terminal."""
+    if sys.stderr.isatty():
+        click.echo(f"\rfleetcompat: {stage} {done}/{total}", err=True, nl=False)
+        if done == total:
+            click.echo("", err=True)
+
+
+@click.command()
+@_layouts_option
+@db_option
+@output_option("table", "json")
+@verbosity_options
+def evaluate(layouts: tuple[Path, ...], db: str, output: str) -> None:
+    """Check every image's compatibility spec against every host in the database.
+
+    Each image's chosen artifact (per platform, matched to each host's
+    architecture) is evaluated with NFD's rules against each host's newest good
+    snapshot. Hosts with equal features (as far as a spec reads them) share one
+    evaluation, and results unchanged since an earlier run are reused. The run
+    is stored; `fleetcompat report` renders it.
+
+    \b
+    Examples:
+      fleetcompat evaluate --oci-layout mirror/
+      fleetcompat evaluate --oci-layout a/ --oci-layout b/ --output json
+
+    \b
+    Exit codes:
+      0  every host and image evaluated
+      2  a path is not an OCI layout, or the database is not ours
+      3  partial: some hosts have no snapshot or some images no usable spec
+    """
+    from fleetcompat.evaluate import evaluate_fleet
+    from fleetcompat.oci import scan_layouts
+    from fleetcompat.store import Store
+
+    catalog = scan_layouts(list(layouts))
+    with Store(db) as store:
+        result = evaluate_fleet(store, catalog, progress=_progress)
+
+    if output == "json":
+        print_json(result.to_json())
+    else:
+        _print_evaluation(result)
+    if result.partial:
+        raise SystemExit(int(ExitCode.PARTIAL))
+
+
+def _print_evaluation(result: Any) -> None:
+    """The run's cells by verdict and the work it took."""
+    cells = ", ".join(f"{n} {v}" for v, n in result.cells.items())
+    click.echo(
+        f"run {result.run_id}: {result.hosts} hosts x {result.images} images: {cells}"
+    )
+    click.echo(
+        f"{result.evaluations} distinct evaluations ({result.computed} computed, "
+        f"{result.reused} reused) in {result.seconds:.2f}s"
+    )
+    if result.hosts_not_evaluated:
+        click.echo(f"{result.hosts_not_evaluated} hosts have no good snapshot")
+    if result.images_failed:
+        click.echo(f"{result.images_failed} images have no usable spec")
+    click.echo("next: fleetcompat report --out report/")
+
+
+@click.command()
+@db_option
+@click.option("--run", "run_id", type=int, help="Evaluation run (default: newest).")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for report.html, matrix.csv, results_long.csv, hosts.csv.",
+)
+@verbosity_options
+def report(db: str, run_id: int | None, out_dir: Path) -> None:
+    """Write the HTML report and CSV files of a stored evaluation run.
+
+    The HTML file is self-contained (no network): a summary with changes since
+    the previous run, a filterable matrix of images x host groups, a page per
+    image and per host with the failing rules and the hosts' actual values, and
+    plots. Reports never re-evaluate: any past run can be rendered again.
+
+    \b
+    Examples:
+      fleetcompat report --out report/
+      fleetcompat report --run 12 --out report-12/
+
+    \b
+    Exit codes:
+      0  written
+      2  no such run, or the database is not ours
+    """
+    from fleetcompat.report import write_report
+    from fleetcompat.store import Store
+
+    with Store(db) as store:
+        written = write_report(store, run_id, out_dir)
+    click.echo(str(written.html))
+
+
+@click.command()
+@click.option(
+    "-i",
+    "--inventory",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Ansible inventory: YAML, or the JSON of `ansible-inventory --list`.",
+)
+@_layouts_option
+@db_option
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the report.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["none", "regression", "incompatible", "any-failure"]),
+    default="none",
+    show_default=True,
+    help="What makes the exit status 4 (see below).",
+)
+@click.option("--limit", metavar="PATTERN", help="Hosts or groups, Ansible style.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="Most hosts contacted at once.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=90.0,
+    show_default=True,
+    help="Deadline per host, in seconds.",
+)
+@click.option(
+    "--known-hosts",
+    "known_hosts",
+    type=click.Choice(["strict", "accept-new"]),
+    default="strict",
+    show_default=True,
+    help="As for collect: strict, or accept and record new hosts' keys.",
+)
+@output_option("table", "json")
+@verbosity_options
+def audit(
+    inventory: Path,
+    layouts: tuple[Path, ...],
+    db: str,
+    out_dir: Path,
+    fail_on: str,
+    limit: str | None,
+    concurrency: int,
+    timeout: float,
+    known_hosts: str,
+    output: str,
+) -> None:
+    """Collect, evaluate and report in one go: the nightly job.
+
+    Prints where the report is. --fail-on chooses what counts as failure:
+
+    \b
+      none          never exit 4 (default)
+      regression    a host x image compatible in the previous run is not now
+      incompatible  any host x image is incompatible
+      any-failure   any cell not compatible, any host not collected, or any
+                    image without a usable spec
+
+    \b
+    Examples:
+      fleetcompat audit -i inventory.yaml --oci-layout mirror/ --out report/
+      fleetcompat audit -i fleet.json --oci-layout mirror/ --out /srv/report \\
+          --fail-on regression
+
+    \b
+    Exit codes:
+      0  done, nothing failed
+      2  bad inventory or layout path (nothing written)
+      3  partial: some hosts or images failed; the report covers the rest
+      4  the --fail-on policy tripped (takes precedence over 3)
+      130  interrupted
+    """
+    from fleetcompat.audit import run_audit
+    from fleetcompat.cli.collect import default_known_hosts_file
+    from fleetcompat.collect import CollectOptions, Timeouts
+    from fleetcompat.store import Store
+
+    options = CollectOptions(
+        concurrency=concurrency,
+        timeouts=Timeouts.for_host(timeout),
+        known_hosts=known_hosts,
+        known_hosts_file=Path(default_known_hosts_file()),
+    )
+    with Store(db) as store:
+        result = run_audit(
+            inventory,
+            list(layouts),
+            store,
+            out_dir,
+            fail_on=fail_on,
+            limit=limit,
+            collect_options=options,
+            progress=_progress,
+        )
+
+    if output == "json":
+        print_json(result.to_json())
+    else:
+        _print_audit(result)
+    if result.collect.status == "interrupted":
+        raise SystemExit(int(ExitCode.INTERRUPTED))
+    if result.tripped:
+        raise SystemExit(int(ExitCode.INCOMPATIBLE))
+    if result.partial:
+        raise SystemExit(int(ExitCode.PARTIAL))
+
+
+def _print_audit(result: Any) -> None:
+    """Counts of each stage, why the policy tripped, and where the report is."""
+    collected = result.collect
+    counts = ", ".join(f"{n} {o}" for o, n in sorted(collected.counts.items()))
+    click.echo(f"collect run {collected.run_id}: {collected.status}, {counts}")
+    _print_evaluation_line(result.evaluation)
+    for reason in result.tripped:
+        click.echo(f"fail-on: {reason}", err=True)
+    click.echo(f"report: {result.report.html}")
+
+
+def _print_evaluation_line(evaluation: Any) -> None:
+    cells = ", ".join(f"{n} {v}" for v, n in evaluation.cells.items())
+    click.echo(
+        f"evaluate run {evaluation.run_id}: {evaluation.hosts} hosts x "
+        f"{evaluation.images} images: {cells} ({evaluation.seconds:.2f}s)"
+    )
+
+
+COMMANDS = [evaluate, report, audit]
