@@ -163,7 +163,9 @@ class _Copier:
         artifacts = []
         for subject in subjects:
             for listed in self._referrers(subject):
-                artifacts.append(self._copy_artifact(listed, subject))
+                copied = self._copy_artifact(listed, subject)
+                if copied is not None:
+                    artifacts.append(copied)
 
         name = None if by_digest else self._tag_name()
         self.entries.insert(0, _with_ref_name(root, name))
@@ -205,7 +207,10 @@ class _Copier:
 
     def _copy_image_blobs(self, document: dict[str, Any]) -> None:
         """Copy an image manifest's config and layers, streamed and verified."""
-        for number, item in enumerate([document.get("config")] + document["layers"]):
+        layers = document.get("layers")
+        if not isinstance(layers, list):
+            raise MirrorError(f"{self.reference}: a manifest without a layers list")
+        for number, item in enumerate([document.get("config"), *layers]):
             blob = parse_descriptor(item, f"{self.reference} blob #{number}")
             self._stream_blob(blob)
 
@@ -233,16 +238,24 @@ class _Copier:
         ]
         return [d for d in listed if d.artifact_type == NFD_ARTIFACT_TYPE]
 
-    def _copy_artifact(self, listed: Descriptor, subject: Descriptor) -> str:
-        """Copy one artifact manifest and its blobs; return its digest."""
+    def _copy_artifact(self, listed: Descriptor, subject: Descriptor) -> str | None:
+        """Copy one artifact manifest and its blobs; return its digest.
+
+        An artifact listed for a subject it does not name is skipped (None).
+        """
         _, data = self._manifest(listed.digest, listed.digest)
         document = parse_json(data, f"artifact {listed.digest}")
         named = (document.get("subject") or {}).get("digest")
         if named != subject.digest:
-            raise MirrorError(
-                f"{self.reference}: artifact {listed.digest} is listed as a referrer "
-                f"of {subject.digest} but names {named} as its subject"
+            log.warning(
+                "%s: artifact %s is listed as a referrer of %s but names %s as its "
+                "subject; skipped",
+                self.reference,
+                listed.digest,
+                subject.digest,
+                named,
             )
+            return None
 
         config = parse_descriptor(document.get("config"), "artifact config")
         if config.digest == EMPTY_DIGEST:

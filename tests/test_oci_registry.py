@@ -45,7 +45,7 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
     """Poll until the registry answers (or its process died)."""
     for _ in range(600):
         if process.poll() is not None:
-            raise RuntimeError(f"docker-registry exited: {process.stderr!r}")
+            raise RuntimeError(f"docker-registry exited with {process.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
