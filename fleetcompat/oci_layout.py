@@ -129,6 +129,12 @@ def read_layout(layout: Path) -> LayoutContents:
     images = [
         reader.build_image(d, names) for d, names in reader.image_entries(entries)
     ]
+    log.debug(
+        "layout=%s: %d manifests loaded, %d images",
+        layout,
+        len(reader.nodes),
+        len(images),
+    )
     return LayoutContents(tuple(images), tuple(reader.problems), reader.hints(images))
 
 
@@ -145,7 +151,8 @@ class _LayoutReader:
         self.listed_subject: dict[str, str] = {}
         self.problems: list[str] = []
         self._artifacts: dict[str, Artifact | str] = {}
-        self.problems_by_artifact: dict[str, str] = {}
+        self._spec_errors: dict[str, str] = {}
+        self._summaries: dict[str, tuple[int | None, tuple[str, ...], str | None]] = {}
 
     def read_entries(self) -> list[Descriptor]:
         """Check `oci-layout` and read the descriptors listed in `index.json`."""
@@ -421,7 +428,7 @@ class _LayoutReader:
             if artifact not in problems and where + artifact not in problems:
                 problems.append(where + artifact)
             return Choice(platform, None, source, len(candidates))
-        error = self.problems_by_artifact.get(artifact.digest)
+        error = self._spec_errors.get(artifact.digest)
         if error and error not in problems:
             problems.append(error)
         return Choice(platform, artifact, source, len(candidates))
@@ -449,9 +456,12 @@ class _LayoutReader:
             spec = read_blob(self.layout, layer, MAX_SPEC_BYTES)
         except BlobError as exc:
             return f"spec of artifact {digest}: {exc}"
-        count, tags, error = _summarize_spec(spec, f"spec {layer.digest}")
+        if layer.digest not in self._summaries:
+            source = f"spec {layer.digest}"
+            self._summaries[layer.digest] = _summarize_spec(spec, source)
+        count, tags, error = self._summaries[layer.digest]
         if error:
-            self.problems_by_artifact[digest] = error
+            self._spec_errors[digest] = error
         subject = node.subject.digest if node.subject else self.listed_subject[digest]
         return Artifact(
             digest=digest,
