@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import oras.container
 import oras.provider
@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 ACCEPT_MANIFESTS = ", ".join(sorted(MANIFEST_TYPES | INDEX_TYPES))
 CHUNK = 1024 * 1024
+MAX_REFERRER_PAGES = 100
+"""Most pages of a paginated referrers answer followed (`Link: <…>; rel="next"`)."""
 
 
 class MirrorError(FleetcompatError):
@@ -220,23 +222,36 @@ class _Copier:
             f"{self.base}/referrers/{subject.digest}"
             f"?artifactType={quote(NFD_ARTIFACT_TYPE, safe='')}"
         )
+        listed: list[Descriptor] = []
+        for page in range(MAX_REFERRER_PAGES):
+            response = self._get(url, {"Accept": INDEX})
+            if response.status_code == 404 and page == 0:
+                return self._referrers_by_tag(subject)
+            listed += self._listed(response, url)
+            link = response.links.get("next", {}).get("url")
+            if not link:
+                break
+            url = urljoin(url, link)
+        return [d for d in listed if d.artifact_type == NFD_ARTIFACT_TYPE]
+
+    def _referrers_by_tag(self, subject: Descriptor) -> list[Descriptor]:
+        """The NFD artifacts listed in the subject's `sha256-<hex>` index."""
+        log.debug("no referrers API at %s; trying the tag schema", self.base)
+        algorithm, _, encoded = subject.digest.partition(":")
+        url = f"{self.base}/manifests/{algorithm}-{encoded[:64]}"
         response = self._get(url, {"Accept": INDEX})
         if response.status_code == 404:
-            log.debug("no referrers API at %s; trying the tag schema", url)
-            algorithm, _, encoded = subject.digest.partition(":")
-            url = f"{self.base}/manifests/{algorithm}-{encoded[:64]}"
-            response = self._get(url, {"Accept": INDEX})
-            if response.status_code == 404:
-                return []
-        if response.status_code != 200:
-            raise MirrorError(f"{url}: HTTP {response.status_code}")
+            return []
+        listed = self._listed(response, url)
+        return [d for d in listed if d.artifact_type == NFD_ARTIFACT_TYPE]
 
+    def _listed(self, response: requests.Response, url: str) -> list[Descriptor]:
+        """The descriptors of an index in a response."""
         index = parse_json(_read_response(response, MAX_MANIFEST_BYTES, url), url)
-        listed = [
+        return [
             parse_descriptor(item, f"{url} manifests[{n}]")
             for n, item in enumerate(index.get("manifests") or [])
         ]
-        return [d for d in listed if d.artifact_type == NFD_ARTIFACT_TYPE]
 
     def _copy_artifact(self, listed: Descriptor, subject: Descriptor) -> str | None:
         """Copy one artifact manifest and its blobs; return its digest.

@@ -187,6 +187,22 @@ def test_mirror_uses_the_referrers_api_when_the_registry_has_it(tmp_path: Path) 
     assert choices(image)["linux/amd64"] == (digests["amd64"], "platform")
 
 
+def test_mirror_follows_paginated_referrers_answers(tmp_path: Path) -> None:
+    content = Content()
+    index, _ = content.multi("1.0")
+    stamps = [f"2026-01-0{day}T00:00:00Z" for day in range(1, 6)]
+    made = [
+        content.artifact(index, spec_text(f"p{n}"), t) for n, t in enumerate(stamps)
+    ]
+    with ReferrersRegistry("app", content) as registry:
+        registry.page_size = 2
+        result = mirror([f"{registry.host}/app:1.0"], tmp_path / "m", plain_http=True)
+
+    assert sorted(result.images[0].artifacts) == sorted(a["digest"] for a in made)
+    pages = [p for p in registry.requests if f"/referrers/{index['digest']}" in p]
+    assert len(pages) == 3
+
+
 def test_tampered_manifest_from_a_registry_is_refused_and_others_copied(
     tmp_path: Path,
 ) -> None:

@@ -213,6 +213,7 @@ class ReferrersRegistry:
         self.content = content
         self.requests: list[str] = []
         self.tampered: set[str] = set()
+        self.page_size: int | None = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -263,18 +264,25 @@ class ReferrersRegistry:
         kind, ref = match.groups()
 
         if kind == "referrers":
-            wanted = parse_qs(parts.query).get("artifactType")
+            query = parse_qs(parts.query)
+            wanted = query.get("artifactType")
             listed = [
                 d
                 for d in self.content.referrers(ref)
                 if not wanted or d["artifactType"] in wanted
             ]
-            body = json.dumps(
-                {"schemaVersion": 2, "mediaType": INDEX, "manifests": listed}
-            ).encode()
             headers = {"Content-Type": INDEX}
             if wanted:
                 headers["OCI-Filters-Applied"] = "artifactType"
+            start = int(query.get("page", ["0"])[0])
+            if self.page_size is not None:
+                end = start + self.page_size
+                if end < len(listed):
+                    headers["Link"] = f'<{parts.path}?page={end}>; rel="next"'
+                listed = listed[start:end]
+            body = json.dumps(
+                {"schemaVersion": 2, "mediaType": INDEX, "manifests": listed}
+            ).encode()
             return 200, headers, body
         if kind == "blobs":
             data = self.content.blobs.get(ref)
