@@ -397,3 +397,19 @@ def test_a_file_given_as_layout_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(LayoutError, match="not a directory"):
         scan_layouts([path])
+
+
+def test_index_that_lists_itself_is_refused_and_the_walk_ends(tmp_path: Path) -> None:
+    def spoil(layout: LayoutBuilder) -> None:
+        digest = "sha256:" + "c" * 64
+        itself = {"mediaType": INDEX, "digest": digest, "size": 0}
+        document = {"schemaVersion": 2, "mediaType": INDEX, "manifests": [itself]}
+        data = json.dumps(document).encode()
+        itself["size"] = len(data)
+        data = json.dumps({**document, "manifests": [itself]}).encode()
+        layout.tag(fake(layout, data, digest, INDEX), "bad:1.0")
+
+    catalog = good_and_spoiled(tmp_path, spoil)
+
+    assert_good_listed(catalog)
+    assert "tampered" in "\n".join(bad_image(catalog).problems)
