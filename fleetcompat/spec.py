@@ -532,7 +532,9 @@ def go_float32(value: float) -> str:
     try:
         single = struct.unpack("f", struct.pack("f", value))[0]
     except OverflowError:
-        return "+Inf" if value > 0 else "-Inf"
+        single = math.copysign(math.inf, value)
+    if math.isinf(single):
+        return "+Inf" if single > 0 else "-Inf"
     if single == 0:
         return "-0" if math.copysign(1, single) < 0 else "0"
     for digits in range(1, 10):
