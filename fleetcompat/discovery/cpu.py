@@ -103,6 +103,8 @@ def discover(tree: HostTree, notes: list[str]) -> Features:
         features.attributes["cpu.topology"] = topology(tree)
         return features
     flags = cpuid_flags(info, host, notes)
+    if flags is not None and host == arch.X86_64 and _hybrid(tree):
+        flags.add("HYBRID_CPU")
     if flags is not None:
         features.flags["cpu.cpuid"] = flags
     if host == arch.X86_64:
@@ -118,7 +120,7 @@ def discover(tree: HostTree, notes: list[str]) -> Features:
     features.attributes["cpu.pstate"] = detect_pstate(tree) if x86 else {}
     features.attributes["cpu.rdt"] = detect_rdt(tree, info) if x86 else {}
     features.attributes["cpu.security"] = security(tree, info, host, notes)
-    sst = detect_sst(tree, notes) if x86 else {}
+    sst = detect_sst(tree, info, notes) if x86 else {}
     if sst is not None:
         features.attributes["cpu.sst"] = sst
     features.attributes["cpu.topology"] = topology(tree)
@@ -381,29 +383,38 @@ def _misc_capacity(
         return
 
 
-def detect_sst(tree: HostTree, notes: list[str]) -> dict[str, str] | None:
-    """cpu.sst (x86): empty unless per-CPU base frequencies differ (then unknown).
+def detect_sst(
+    tree: HostTree, info: CpuInfo, notes: list[str]
+) -> dict[str, str] | None:
+    """cpu.sst (x86): bf.enabled when a CPU's base frequency exceeds the nominal one.
 
-    NFD compares each CPU's base_frequency with the nominal frequency from CPUID
-    leaf 0x16. Equal base frequencies on every CPU cannot exceed the nominal one,
-    so SST-BF is off; differing ones mean SST-BF may be on, which only CPUID can
-    confirm, so the feature is left out.
+    NFD takes the nominal frequency from CPUID leaf 0x16; we take it from the
+    "@ 2.70GHz" of the model name, which states the same number. Without it, equal
+    base frequencies on every CPU, or a part that is not a Xeon (SST-BF is a Xeon
+    feature; hybrid cores differ in base frequency without it), mean SST-BF is off;
+    otherwise the feature is left out with a note.
     """
     try:
-        cpus = tree.list_dir(BUS_CPU)
+        cpus = tree.list_dir(BUS_CPU) or []
     except Unreadable:
-        cpus = None
-    if cpus is None:
         return {}
-    found = set()
+    found = []
     for cpu in cpus:
         value = tree.read_optional(f"{BUS_CPU}/{cpu}/cpufreq/base_frequency")
-        if value is not None:
-            found.add(value.strip())
-    if len(found) > 1:
-        notes.append("cpu: SST-BF may be enabled (base frequencies differ); left out")
-        return None
-    return {}
+        if value is not None and value.strip().isdigit():
+            found.append(int(value.strip()))
+    if not found:
+        return {}
+
+    name = info.first("model name") or ""
+    stated = re.search(r"@ *([0-9]+(?:\.[0-9]+)?) *GHz", name)
+    if stated:
+        nominal = round(float(stated.group(1)) * 1000)
+        return {"bf.enabled": "true"} if max(found) // 1000 > nominal else {}
+    if len(set(found)) == 1 or "Xeon" not in name:
+        return {}
+    notes.append("cpu: SST-BF may be enabled (base frequencies differ); left out")
+    return None
 
 
 def topology(tree: HostTree) -> dict[str, str]:
@@ -438,15 +449,24 @@ def coprocessor(tree: HostTree, host: str) -> dict[str, str]:
     return {}
 
 
+def _hybrid(tree: HostTree) -> bool:
+    """Whether perf registered both hybrid core PMUs (only hybrid parts have both)."""
+    return all(
+        tree.read_optional(f"/sys/devices/{pmu}/cpus") is not None
+        for pmu in ("cpu_atom", "cpu_core")
+    )
+
+
 def _linux_flags(info: CpuInfo) -> set[str]:
     """The x86 `flags` of the first processor listed."""
     return set((info.first("flags") or "").split())
 
 
 def _threads_per_core(info: CpuInfo) -> int:
-    """Logical CPUs per core of the first package (siblings / cpu cores)."""
+    """Logical CPUs per core of the first package (siblings / cpu cores, rounded up
+    so that a hybrid part with threaded and single-thread cores counts as threaded)."""
     siblings, cores = _int(info.first("siblings")), _int(info.first("cpu cores"))
-    return siblings // cores if cores > 0 else 1
+    return -(-siblings // cores) if cores > 0 else 1
 
 
 def _int(text: str | None) -> int:

@@ -234,7 +234,10 @@ def klauspost_flags(
         names.add("IBRS")
     if vendor == "Intel" and "ssbd" in linux:
         names.add("SPEC_CTRL_SSBD")
-    if vendor in ("Intel", "AMD") and "ht" in linux and threads_per_core > 1:
+    # klauspost counts threads per core from leaf 0xB, or on AMD before Zen
+    # (family 23) not at all: Bulldozer's paired cores are not threads.
+    smt_known = vendor == "Intel" or (vendor == "AMD" and family >= 23)
+    if smt_known and "ht" in linux and threads_per_core > 1:
         names.add("HTT")
 
     names.update(f"X86_64_V{n}" for n in range(1, x64_level(names) + 1))
