@@ -190,26 +190,40 @@ def validate(
     return results
 
 
+_Row = tuple[str, str, MatchExpression, str]
+_PLANS: dict[int, tuple[Sequence[FeatureMatcherTerm], list[_Row]]] = {}
+
+
+def _row_plan(terms: Sequence[FeatureMatcherTerm]) -> list[_Row]:
+    """The rows of a list of terms in NFD's order; computed once per term list."""
+    cached = _PLANS.get(id(terms))
+    if cached is not None and cached[0] is terms:
+        return cached[1]
+    rows: list[_Row] = []
+    for term in terms:
+        if term.match_expressions is not None:
+            for name, expr in term.match_expressions:
+                rows.append((term.feature, name, expr, MATCH_EXPRESSION))
+        if term.match_name is not None:
+            rows.append((term.feature, "", term.match_name, MATCH_NAME))
+    rows.sort(key=lambda r: (r[0], r[1], r[2].text))
+    _PLANS[id(terms)] = (terms, rows)
+    return rows
+
+
 def _expression_rows(
     terms: Sequence[FeatureMatcherTerm], status: FeatureStatus | None
 ) -> list[ExpressionResult]:
     """NFD's matchFeatureExpressions: a status for every expression, sorted."""
     held = status.matched_terms if status is not None else []
-    rows: list[ExpressionResult] = []
-    for term in terms:
-        if term.match_expressions is not None:
-            for name, expr in term.match_expressions:
-                ok = _expression_held(term.feature, name, expr, held)
-                rows.append(
-                    ExpressionResult(term.feature, name, expr, MATCH_EXPRESSION, ok)
-                )
-        if term.match_name is not None:
-            ok = _name_held(term.feature, term.match_name, held)
-            rows.append(
-                ExpressionResult(term.feature, "", term.match_name, MATCH_NAME, ok)
-            )
-    rows.sort(key=lambda r: (r.feature, r.name, str(r.expression)))
-    return rows
+    results: list[ExpressionResult] = []
+    for feature, name, expr, kind in _row_plan(terms):
+        if kind == MATCH_EXPRESSION:
+            ok = _expression_held(feature, name, expr, held)
+        else:
+            ok = _name_held(feature, expr, held)
+        results.append(ExpressionResult(feature, name, expr, kind, ok))
+    return results
 
 
 def _expression_held(

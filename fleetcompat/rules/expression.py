@@ -74,9 +74,11 @@ class MatchExpression:
     value: tuple[str, ...] = ()
     type: str = ""
     matcher: Matcher = field(init=False, repr=False, compare=False, hash=False)
+    text: str = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "matcher", compile_matcher(self))
+        object.__setattr__(self, "text", self._nfd_string())
 
     def evaluate(self, valid: bool, value: str | None) -> bool:
         """Whether the expression holds for one element; raises RuleError."""
@@ -84,6 +86,9 @@ class MatchExpression:
 
     def __str__(self) -> str:
         """NFD's String(): `{op: "In", value: ["a" "b"]}` or `{op: "Exists"}`."""
+        return self.text
+
+    def _nfd_string(self) -> str:
         if not self.value:
             return f"{{op: {go_quote(self.op)}}}"
         return f"{{op: {go_quote(self.op)}, value: {go_quote_list(self.value)}}}"
