@@ -301,3 +301,24 @@ def test_template_errors_are_rule_errors(source: str, message: str) -> None:
 def test_oversized_template_is_refused() -> None:
     with pytest.raises(RuleError, match="maximum allowed size"):
         compile_template("a" * (64 * 1024 + 1)).render({})
+
+
+def test_broken_expressions_are_reported_in_the_order_written() -> None:
+    host = Features(attributes={"a.b": {"x": "1", "y": "1"}})
+    broken = rule(
+        {
+            "name": "r",
+            "matchFeatures": [
+                {
+                    "feature": "a.b",
+                    "matchExpressions": {
+                        "y": {"op": "Gt", "value": ["1", "2"]},
+                        "x": {"op": "In"},
+                    },
+                }
+            ],
+        }
+    )
+
+    with pytest.raises(RuleError, match="element 'y'"):
+        execute_rule(broken, host, fail_fast=True)
