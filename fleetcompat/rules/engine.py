@@ -151,6 +151,7 @@ def match_instances(
     mes: ExpressionSet,
     instances: Sequence[Mapping[str, str]] | None,
     fail_fast: bool,
+    want_elements: bool = True,
 ) -> tuple[bool, list[Element], dict[str, MatchExpression]]:
     """NFD's MatchGetInstances: the instances that satisfy every expression.
 
@@ -159,13 +160,16 @@ def match_instances(
     """
     elements: list[Element] = []
     matched: dict[str, MatchExpression] = {}
+    is_match = False
     for instance in instances or ():
         ok, _, held = match_values(mes, instance, fail_fast, want_elements=False)
         if ok:
-            elements.append(dict(instance))
+            is_match = True
+            if want_elements:
+                elements.append(dict(instance))
         if held:
             matched.update(held)
-    return bool(elements), elements, matched
+    return is_match, elements, matched
 
 
 def _names(
@@ -274,7 +278,7 @@ def match_multi(
 
     if instances:
         held, instance_elements, instance_matched = match_instances(
-            mes, instances, fail_fast
+            mes, instances, fail_fast, want_elements
         )
         is_match = is_match or held
         if want_elements:
