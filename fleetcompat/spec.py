@@ -43,6 +43,7 @@ SPEC_VERSION = "v1alpha1"
 ARTIFACT_TYPE = "application/vnd.nfd.image-compatibility.v1alpha1"
 
 _RULE_OBJECTS = ("NodeFeatureRule", "NodeFeatureGroup")
+_RULE_LISTS = ("List", "NodeFeatureRuleList", "NodeFeatureGroupList")
 
 ExpressionPairs = tuple[tuple[str, MatchExpression], ...]
 
@@ -174,7 +175,8 @@ def load_spec(src: str | Path | dict[str, Any]) -> Spec:
     """Read a spec from a path, a YAML/JSON string, or parsed data.
 
     Also accepts a NodeFeatureRule or NodeFeatureGroup, whose rules become one
-    compatibility set. Raises SpecError (an InputError) naming the file and the
+    compatibility set, and a `kind: List` of them (`kubectl get nfr -o yaml`), one
+    set per object. Raises SpecError (an InputError) naming the file and the
     spot when the document is not one of these.
     """
     source = str(src) if isinstance(src, str | Path) and "\n" not in str(src) else ""
@@ -194,6 +196,8 @@ def parse_spec(data: Any, source: str = "spec") -> Spec:
     """Build a Spec from parsed data; `source` prefixes the error messages."""
     if isinstance(data, dict) and data.get("kind") in _RULE_OBJECTS:
         return _object_spec(data, source)
+    if isinstance(data, dict) and data.get("kind") in _RULE_LISTS:
+        return _list_spec(data, source)
     fields = _struct(
         data,
         f"{source}: ",
@@ -225,6 +229,20 @@ def _object_spec(data: dict[str, Any], source: str) -> Spec:
             ),
         ),
     )
+
+
+def _list_spec(data: dict[str, Any], source: str) -> Spec:
+    """A `kind: List` of NodeFeatureRules and NodeFeatureGroups: a set per object."""
+    items = data.get("items") or []
+    if not isinstance(items, list):
+        raise SpecError(f"{source}: items: expected a list, found {_kind(items)}")
+    sets: list[Compatibility] = []
+    for index, item in enumerate(items):
+        where = f"{source}: items[{index}]"
+        if not isinstance(item, dict) or item.get("kind") not in _RULE_OBJECTS:
+            raise SpecError(f"{where}: expected a NodeFeatureRule or NodeFeatureGroup")
+        sets.extend(_object_spec(item, where).compatibilities)
+    return Spec(version=SPEC_VERSION, compatibilities=tuple(sets))
 
 
 # Decoders: each takes (value, where) and returns the Go value, as encoding/json

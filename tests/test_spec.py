@@ -392,3 +392,35 @@ def test_projection_keeps_kinds_present_and_drops_the_rest() -> None:
     assert projected.flags == {"a.b": {"x"}}
     assert projected.attributes == {"a.b": {}}
     assert projected.instances == {"a.b": [{"x": "1"}, {}]}
+
+
+def test_a_list_of_rule_objects_gives_a_set_per_object() -> None:
+    listing = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "kind": "NodeFeatureRule",
+                "metadata": {"name": "one"},
+                "spec": {"rules": [{"name": "a"}]},
+            },
+            {
+                "kind": "NodeFeatureGroup",
+                "metadata": {"name": "two"},
+                "spec": {"featureGroupRules": [{"name": "b"}]},
+            },
+        ],
+    }
+
+    spec = load_spec(listing)
+
+    assert [c.description for c in spec.compatibilities] == [
+        "NodeFeatureRule one",
+        "NodeFeatureGroup two",
+    ]
+    assert [r.name for r in spec.rules()] == ["a", "b"]
+
+
+def test_a_list_of_other_kinds_is_refused() -> None:
+    with pytest.raises(SpecError, match=r"items\[0\]: expected a NodeFeatureRule"):
+        load_spec({"kind": "List", "items": [{"kind": "Pod"}]})
