@@ -329,3 +329,14 @@ def test_cli_picks_a_node_from_a_list(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)[0]["rules"][0]["isMatch"] is True
+
+
+def test_cli_tags_may_repeat_and_hold_commas(tmp_path: Path) -> None:
+    spec = "compatibilities:\n- tag: a\n- tag: b\n- tag: c\n- {}\n"
+    args = _write(tmp_path, spec) + ["-o", "json"]
+
+    repeated = CliRunner().invoke(main, [*args, "--tags", "a", "--tags", "b,c"])
+    empty = CliRunner().invoke(main, [*args, "--tags", ""])
+
+    assert [s["tag"] for s in json.loads(repeated.output)] == ["a", "b", "c"]
+    assert len(json.loads(empty.output)) == 4

@@ -32,7 +32,9 @@ from fleetcompat.validate import CompatibilityResult, ExpressionResult, RuleResu
 @click.option("--node", help="The node to take from a file holding several.")
 @click.option(
     "--tags",
-    help="Comma-separated tags: keep only the compatibility sets with these tags.",
+    multiple=True,
+    help="Keep only the compatibility sets with these tags (comma-separated, "
+    "repeatable).",
 )
 @output_option("table", "json")
 @click.option(
@@ -45,7 +47,7 @@ def validate(
     features_file: Path,
     spec_file: Path,
     node: str | None,
-    tags: str | None,
+    tags: tuple[str, ...],
     output: str,
     fail_on_incompatible: bool,
 ) -> None:
@@ -72,9 +74,9 @@ def validate(
 
     features = load_features(features_file, node)
     spec = load_spec(spec_file)
-    wanted = [t for t in tags.split(",")] if tags else None
+    wanted = [tag for option in tags if option for tag in option.split(",")]
     try:
-        results = check(spec, features, wanted)
+        results = check(spec, features, wanted or None)
     except RuleError as exc:
         fail(str(exc), ExitCode.USAGE)
         return
