@@ -68,7 +68,7 @@ ERROR = "error"
 NOT_EVALUATED = "not-evaluated"
 VERDICTS = (COMPATIBLE, INCOMPATIBLE, ERROR, NOT_EVALUATED)
 
-RESULT_FORMAT = b"fleetcompat-eval-1\n"
+RESULT_FORMAT = b"fleetcompat-eval-2\n"
 """Salts projection digests: changing how results are made retires old ones."""
 
 ANY_PLATFORM = ""
@@ -263,7 +263,7 @@ def _project_instances(
         return projected
     unique: dict[str, dict[str, str]] = {}
     for instance in projected:
-        unique.setdefault(json.dumps(instance, sort_keys=True), instance)
+        unique.setdefault(repr(sorted(instance.items())), instance)
     return [unique[key] for key in sorted(unique)]
 
 
@@ -317,7 +317,15 @@ def _evaluate(
     """The body of an evaluation run; returns EvaluationRun fields."""
     statuses = store.hosts()
     hosts, subjects, subject_features = _subjects(store, statuses)
-    prepared = [_prepare(i, target) for i, target in enumerate(targets)]
+    artifacts = [t.artifact for t in targets if t.artifact and t.spec is not None]
+    known = store.artifact_infos(artifacts)
+    prepared = [_prepare(i, target, known) for i, target in enumerate(targets)]
+    parsed = {
+        p.target.artifact: _info(p)
+        for p in prepared
+        if p.target.artifact and p.target.artifact not in known and p.target.spec
+    }
+    store.save_artifact_infos(parsed)
     by_image: dict[str, list[_Prepared]] = defaultdict(list)
     for item in prepared:
         by_image[item.target.image].append(item)
@@ -339,6 +347,8 @@ def _evaluate(
     results: list[EvalResult] = []
     for n, key in enumerate(todo, 1):
         projected, item = work[key]
+        if item.spec is None:
+            _parse(item)
         results.append(evaluate_pair(item.spec, projected, key[0], key[1]))
         if len(results) >= 2000:
             store.save_eval_results(results)
@@ -428,22 +438,46 @@ def _subjects(
     return hosts, list(index), subject_features
 
 
-def _prepare(idx: int, target: ImageTarget) -> _Prepared:
-    """Parse a target's spec and find what it reads; a bad spec is kept as error."""
+def _prepare(
+    idx: int, target: ImageTarget, known: Mapping[str, Mapping[str, Any]]
+) -> _Prepared:
+    """What a target's spec reads: from `known` (stored earlier) or by parsing it.
+
+    A spec that cannot be parsed is kept as an error that marks its cells.
+    """
+    item = _Prepared(idx, target)
+    if target.spec is None or target.artifact is None:
+        return item
+    info = known.get(target.artifact)
+    if info is None:
+        _parse(item)
+        return item
+
+    item.error = info["error"]
+    item.references = {
+        name: None if elements is None else frozenset(elements)
+        for name, elements in info["references"].items()
+    }
+    item.per_host = info["per_host"]
+    item.dedup = info["dedup"]
+    item.sets = list(info["sets"])
+    return item
+
+
+def _parse(item: _Prepared) -> None:
+    """Parse the target's spec into `item`, or record why it cannot be used."""
     from fleetcompat.spec import load_spec
 
-    item = _Prepared(idx, target)
-    if target.spec is None:
-        return item
+    assert item.target.spec is not None
     try:
-        text = target.spec.decode("utf-8", errors="replace")
+        text = item.target.spec.decode("utf-8", errors="replace")
         spec = load_spec(text if "\n" in text else text + "\n")
         item.spec = spec
         item.references = dict(spec.feature_references())
     except (InputError, RuleError) as exc:
-        item.error = f"{target.image}: {exc}"
-        log.warning("image=%s: spec cannot be used: %s", target.image, exc)
-        return item
+        item.error = str(exc)
+        log.warning("image=%s: spec cannot be used: %s", item.target.image, exc)
+        return
 
     item.per_host = "system.name" in item.references
     item.dedup = not _has_templates(spec)
@@ -455,7 +489,20 @@ def _prepare(idx: int, target: ImageTarget) -> _Prepared:
         }
         for c in spec.compatibilities
     ]
-    return item
+
+
+def _info(item: _Prepared) -> dict[str, Any]:
+    """The stored form of what a parsed spec reads."""
+    return {
+        "error": item.error,
+        "references": {
+            name: None if elements is None else sorted(elements)
+            for name, elements in item.references.items()
+        },
+        "per_host": item.per_host,
+        "dedup": item.dedup,
+        "sets": item.sets,
+    }
 
 
 def _has_templates(spec: Any) -> bool:
@@ -491,7 +538,7 @@ def _group(
             if item.error:
                 groups[(item.idx, SPEC_ERROR, artifact)].add(subject)
                 continue
-            if item.spec is None:
+            if item.target.spec is None:
                 continue
             if item.per_host:
                 continue  # projected per host below
@@ -511,7 +558,7 @@ def _group(
             groups[(item.idx, digest, artifact)].add(subject)
             work.setdefault((digest, artifact), (projected, item))
         for item in items:
-            if item.per_host and item.spec is not None and not item.error:
+            if item.per_host and item.target.spec is not None and not item.error:
                 _group_per_host(item, hosts, subject_features, groups, work)
         if progress and n % 100 == 0:
             progress("project", n, len(by_image))

@@ -215,8 +215,6 @@ def _instance_item(
     actual = "; ".join(seen[:_MAX_SHOWN]) or (f"{len(instances)} without these")
     if len(seen) > _MAX_SHOWN:
         actual += f"; and {len(seen) - _MAX_SHOWN} more"
-    if seen:
-        why += f" (host has {actual})"
     return _item(term, expressions, actual, why)
 
 

@@ -550,31 +550,73 @@ def _write_matrix_csv(view: RunView, path: Path) -> None:
 
 
 def _write_long_csv(view: RunView, path: Path) -> None:
-    """results_long.csv: a row per host x image x set x failing expression."""
-    unit_rows: dict[int, list[list[Any]]] = {}
+    """results_long.csv: a row per host x image x set x failing expression.
+
+    Hosts of one unit share their rows: each unit's rows are formatted once (by
+    pandas) and written after each of its hosts' names. Hosts come in name order
+    when the run has at most `_CACHED_UNITS` units, else grouped by unit.
+    """
+    columns = LONG_COLUMNS[1:]
+    blocks: dict[int, str] = {}
+    hosts = list(view.hosts)
+    many = view.cells.shape[0] > _CACHED_UNITS
+    if many:
+        hosts.sort(key=lambda h: (view.unit_of_host[h.idx], h.host))
+
     with path.open("w", encoding="utf-8", newline="") as out:
         pd.DataFrame(columns=LONG_COLUMNS).to_csv(out, index=False)
-        batch: list[list[Any]] = []
-        for host in view.hosts:
+        for host in hosts:
+            prefix = _csv_field(host.host) + ","
             if host.status != "ok":
-                for image in view.images:
-                    batch.append(
-                        _long_row(host.host, image, NOT_EVALUATED, host.reason)
-                    )
-            else:
-                unit = view.unit_of_host[host.idx]
-                if unit not in unit_rows:
-                    unit_rows[unit] = list(_unit_long_rows(view, unit))
-                batch.extend([host.host, *row] for row in unit_rows[unit])
-            if len(batch) >= 50_000:
-                pd.DataFrame(batch, columns=LONG_COLUMNS).to_csv(
-                    out, index=False, header=False
-                )
-                batch = []
-        if batch:
-            pd.DataFrame(batch, columns=LONG_COLUMNS).to_csv(
-                out, index=False, header=False
-            )
+                rows = [
+                    _long_row("", image, NOT_EVALUATED, host.reason)[1:]
+                    for image in view.images
+                ]
+                out.write(_prefixed(prefix, _csv_block(rows, columns)))
+                continue
+            unit = view.unit_of_host[host.idx]
+            block = blocks.get(unit)
+            if block is None:
+                block = _csv_block(list(_unit_long_rows(view, unit)), columns)
+                if many:
+                    blocks.clear()
+                blocks[unit] = block
+            out.write(_prefixed(prefix, block))
+
+
+_CACHED_UNITS = 2000
+
+
+def _csv_block(rows: list[list[Any]], columns: list[str]) -> str:
+    """Rows as CSV text (no header), formatted by pandas."""
+    if not rows:
+        return ""
+    rows = [[_one_line(v) for v in row] for row in rows]
+    text: str = pd.DataFrame(rows, columns=columns).to_csv(
+        index=False, header=False, lineterminator="\n"
+    )
+    return text
+
+
+def _one_line(value: Any) -> Any:
+    """A cell with line breaks turned into spaces, so each row is one line."""
+    if isinstance(value, str) and ("\n" in value or "\r" in value):
+        return value.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    return value
+
+
+def _prefixed(prefix: str, block: str) -> str:
+    """Every line of a CSV block with `prefix` (the host column) in front."""
+    if not block:
+        return ""
+    return prefix + block[:-1].replace("\n", "\n" + prefix) + "\n"
+
+
+def _csv_field(text: str) -> str:
+    """One CSV field, quoted as pandas (and RFC 4180) would quote it."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _long_row(host: str, image: str, verdict: str, reason: str) -> list[Any]:

@@ -35,7 +35,7 @@ import sqlite_utils
 from fleetcompat.errors import StoreError
 from fleetcompat.features import Features
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x46434D50  # "FCMP": marks the file as ours
 
 OK = "ok"
@@ -160,6 +160,8 @@ class Store:
                 self._create_tables()
             if version < 2:
                 self._create_eval_tables()
+            if version < 3:
+                self._create_artifact_table()
             conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -493,6 +495,41 @@ class Store:
             foreign_keys=[("run_id", "runs", "id")],
         )
         db["eval_pairs"].create_index(["run_id", "image_idx"])
+
+    def _create_artifact_table(self) -> None:
+        """What each spec reads, by artifact digest (schema version 3 adds it).
+
+        Parsing a spec is most of a cold run's time; a warm run whose results
+        are all cached needs only what the spec reads, kept here.
+        """
+        self.db["eval_artifacts"].create(
+            {"artifact": str, "info": str, "created_at": str}, pk="artifact"
+        )
+
+    def artifact_infos(self, artifacts: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The stored spec information of these artifacts, by digest."""
+        found: dict[str, dict[str, Any]] = {}
+        wanted = sorted(set(artifacts))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT artifact, info FROM eval_artifacts "
+                f"WHERE artifact IN ({marks})",
+                chunk,
+            )
+            found.update((artifact, json.loads(info)) for artifact, info in rows)
+        return found
+
+    def save_artifact_infos(self, infos: dict[str, dict[str, Any]]) -> None:
+        """Store spec information by artifact digest (JSON-ready dicts)."""
+        now = utcnow()
+        with self.transaction():
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO eval_artifacts (artifact, info, created_at) "
+                "VALUES (?, ?, ?)",
+                [(a, json.dumps(i, sort_keys=True), now) for a, i in infos.items()],
+            )
 
     def cached_result_keys(self, artifacts: Iterable[str]) -> set[tuple[str, str]]:
         """The (projection, artifact) keys already evaluated for these artifacts."""
