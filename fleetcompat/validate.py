@@ -192,6 +192,8 @@ def validate(
 
 _Row = tuple[str, str, MatchExpression, str]
 _PLANS: dict[int, tuple[Sequence[FeatureMatcherTerm], list[_Row]]] = {}
+_PLANS_MAX = 100_000
+"""Term lists whose row order is remembered (each entry keeps its terms alive)."""
 
 
 def _row_plan(terms: Sequence[FeatureMatcherTerm]) -> list[_Row]:
@@ -207,6 +209,8 @@ def _row_plan(terms: Sequence[FeatureMatcherTerm]) -> list[_Row]:
         if term.match_name is not None:
             rows.append((term.feature, "", term.match_name, MATCH_NAME))
     rows.sort(key=lambda r: (r[0], r[1], r[2].text))
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
     _PLANS[id(terms)] = (terms, rows)
     return rows
 
