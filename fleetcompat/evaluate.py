@@ -31,10 +31,13 @@ every host. A host whose architecture cannot be told (RISC-V, which NFD reports 
 CPUID flags for, or features without `cpu.cpuid`) gets only such
 platform-independent artifacts; other cells are "not evaluated: platform mismatch".
 
-Verdicts per host x image: compatible (at least one compatibility set holds: sets
-are alternatives, e.g. "preferred" and "fallback", told apart by weight), incompatible,
-error (a spec that cannot be parsed, or a rule error NFD would abort on), or not
-evaluated with the reason. Per set, `EvalResult.set_verdicts` has one letter each.
+Verdicts per host x image: compatible, incompatible, error (a spec that cannot be
+parsed, or a rule error NFD would abort on), or not evaluated with the reason. NFD
+reports each compatibility set on its own and gives no overall answer; ours
+(`holds`) reads the sets as Kubernetes reads node affinity: sets without a weight
+are requirements that must all hold, and sets with a weight are preferences of
+which at least one must hold (NFD's own example has a "preferred" set of weight 10
+and a "fallback" of weight 1). Per set, `EvalResult.set_verdicts` has one letter.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ ERROR = "error"
 NOT_EVALUATED = "not-evaluated"
 VERDICTS = (COMPATIBLE, INCOMPATIBLE, ERROR, NOT_EVALUATED)
 
-RESULT_FORMAT = b"fleetcompat-eval-2\n"
+RESULT_FORMAT = b"fleetcompat-eval-3\n"
 """Salts projection digests: changing how results are made retires old ones."""
 
 ANY_PLATFORM = ""
@@ -624,22 +627,47 @@ def evaluate_pair(
         letters.append("I" if failing else "C")
         sets.append({"ok": not failing, "rules": failing})
 
-    compatible = "C" in letters or not letters
-    blocker = "" if compatible else _blocker(sets)
+    weights = [c.weight for c in spec.compatibilities]
+    compatible = holds(letters, weights)
+    blocker = "" if compatible else _blocker(sets, weights)
     verdict = COMPATIBLE if compatible else INCOMPATIBLE
     return EvalResult(
         projection, artifact, verdict, "".join(letters), blocker, "", {"sets": sets}
     )
 
 
-def _blocker(sets: Sequence[Mapping[str, Any]]) -> str:
-    """The one requirement whose change would make a set hold, if there is one."""
-    best: tuple[int, str] | None = None
-    for number, entry in enumerate(sets):
-        item = single_fix(entry["rules"])
-        if item is not None and (best is None or number < best[0]):
-            best = (number, item["needs"])
-    return best[1] if best else ""
+def holds(letters: Sequence[str], weights: Sequence[int]) -> bool:
+    """Whether an image can run, given each compatibility set's verdict letter.
+
+    Sets without a weight are requirements: all must hold. Sets with a weight
+    are node-affinity preferences (NFD's "preferred" and "fallback"): when there
+    are some, at least one must hold. A spec with no sets holds.
+    """
+    pairs = list(zip(letters, weights, strict=True))
+    required = [letter == "C" for letter, w in pairs if not w]
+    preferred = [letter == "C" for letter, w in pairs if w]
+    return all(required) and (not preferred or any(preferred))
+
+
+def _blocker(sets: Sequence[Mapping[str, Any]], weights: Sequence[int]) -> str:
+    """The one requirement whose change would make the image hold, if just one."""
+    failing_required = [
+        entry
+        for entry, w in zip(sets, weights, strict=True)
+        if not w and not entry["ok"]
+    ]
+    preferred = [entry for entry, w in zip(sets, weights, strict=True) if w]
+    candidates = [failing_required] if failing_required else []
+    if preferred and not any(entry["ok"] for entry in preferred):
+        if failing_required:
+            return ""  # a required set and a preferred one both fail: two things
+        candidates = [[entry] for entry in preferred]
+    for group in candidates:
+        rules = [rule for entry in group for rule in entry["rules"]]
+        item = single_fix(rules)
+        if item is not None:
+            return str(item["needs"])
+    return ""
 
 
 def _spec_error_result(item: _Prepared) -> EvalResult:
