@@ -22,7 +22,6 @@
 #   U <path>                         exists but cannot be read or listed
 #   #note <text>                     something the reader should know
 #   #end <bytes>                     last line; <bytes> of records written before it
-# A file's content has its trailing newlines removed (NFD trims every value).
 
 LC_ALL=C
 export LC_ALL
@@ -82,14 +81,21 @@ file() {
 	f=$R${3:-$1}
 	max=${2:-$MAXFILE}
 	if [ -f "$f" ]; then
-		if c=$(head -c "$max" "$f" 2>/dev/null); then
+		# The x keeps trailing newlines; one byte over the bound shows a cut.
+		c=$(head -c $((max + 1)) "$f" 2>/dev/null && echo x)
+		case $c in
+		*x)
+			c=${c%x}
 			tag=F
-			[ "${#c}" -ge "$max" ] && tag=T
+			if [ "${#c}" -gt "$max" ]; then
+				tag=T
+				c=${c%?}
+			fi
 			emit "$tag ${#c} $E"
 			emit "$c"
-		else
-			emit "U $E"
-		fi
+			;;
+		*) emit "U $E" ;;
+		esac
 	elif [ -d "$f" ]; then
 		emit "U $E"
 	elif [ -e "$f" ]; then
@@ -104,13 +110,13 @@ gzfile() {
 	over && return 0
 	esc "$1"
 	f=$R${2:-$1}
-	if [ -f "$f" ]; then
-		if c=$(gzip -dc "$f" 2>/dev/null | head -c "$MAXFILE") && [ -n "$c" ]; then
-			emit "Z ${#c} $E"
-			emit "$c"
-		else
-			emit "U $E"
-		fi
+	if [ -f "$f" ] && gzip -dc "$f" >/dev/null 2>&1; then
+		c=$(gzip -dc "$f" 2>/dev/null | head -c "$MAXFILE" && echo x)
+		c=${c%x}
+		emit "Z ${#c} $E"
+		emit "$c"
+	elif [ -f "$f" ]; then
+		emit "U $E"
 	elif [ -e "$f" ]; then
 		emit "U $E"
 	else

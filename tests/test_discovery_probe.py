@@ -1,0 +1,202 @@
+"""The probe script and its output format: odd names, markers, bounds, busybox."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetcompat.discovery import discover_host
+from fleetcompat.errors import FeaturesError
+from fleetcompat.hosttree import HostTree, TooLarge, Unreadable
+from fleetcompat.probe import (
+    MAX_OUTPUT_BYTES,
+    is_probe_output,
+    parse_probe_output,
+    probe_script,
+    run_local_probe,
+)
+from tests.discovery_support import FIFO, make_root
+
+FEATURES_D = "/etc/kubernetes/node-feature-discovery/features.d"
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+ODD_TREE: dict[str, Any] = {
+    "/proc/cpuinfo": "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\n"
+    "model\t\t: 85\nflags\t\t: fpu cx8 sep cmov mmx fxsr sse sse2 syscall\n",
+    "/proc/sys/kernel/osrelease": "6.1.0+\n",
+    "/proc/config.gz": gzip.compress(b"CONFIG_A=y\n# CONFIG_B is not set\n"),
+    "/proc/swaps": FIFO,
+    f"{FEATURES_D}/with space": "spaced=1\n",
+    f"{FEATURES_D}/new\nline": "newline=1\n",
+    f"{FEATURES_D}/back\\slash": "backslash=1\n",
+    f"{FEATURES_D}/no-trailing-newline": "last=1",
+    "/sys/class/net/eth 0/operstate": "up\n",
+    "/sys/class/net/eth 0/mtu": "1500\n",
+    "/etc/os-release": ("link", "../usr/lib/os-release"),
+    "/usr/lib/os-release": 'ID="odd"\nVERSION_ID=1.2\n',
+}
+
+
+def probe(root: Path) -> bytes:
+    """Probe output for a root, run under /bin/sh."""
+    return run_local_probe(str(root))
+
+
+def test_probe_script_is_a_posix_sh_script() -> None:
+    script = probe_script()
+
+    assert script.startswith(b"#!/bin/sh\n")
+    assert b"python" not in script.lower()
+
+
+def test_odd_file_names_survive_the_probe(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "root", ODD_TREE)
+
+    from_probe = discover_host(parse_probe_output(probe(root), "odd"), "n")
+    from_root = discover_host(HostTree.from_root(root), "n")
+
+    assert from_probe.features.to_nfd() == from_root.features.to_nfd()
+    assert from_probe.features.attributes["local.feature"] == {
+        "spaced": "1",
+        "newline": "1",
+        "backslash": "1",
+        "last": "1",
+    }
+    assert from_probe.features.instances["network.virtual"] == [
+        {"name": "eth 0", "operstate": "up", "mtu": "1500"}
+    ]
+    assert from_probe.features.attributes["kernel.config"] == {"A": "y"}
+    assert from_probe.features.attributes["system.osrelease"]["ID"] == "odd"
+
+
+def test_special_file_is_marked_unreadable_not_absent(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "root", ODD_TREE)
+
+    tree = parse_probe_output(probe(root), "odd")
+
+    assert tree.exists("/proc/swaps")
+    with pytest.raises(Unreadable):
+        tree.read_text("/proc/swaps")
+    assert tree.read_text("/proc/no-such-file") is None
+
+
+def test_unreadable_marker_leaves_the_feature_out_as_nfd_does() -> None:
+    output = (
+        b"#fleetcompat-probe v1\nU /proc/swaps\nU /sys/bus/pci/devices\n"
+        b"F 7 /proc/modules\nkvm 1 0\n#end 0\n"
+    )
+
+    result = discover_host(parse_probe_output(output, "marked"))
+
+    assert "memory.swap" not in result.features.names()
+    assert "pci.device" not in result.features.names()
+    assert result.features.flags["kernel.loadedmodule"] == {"kvm"}
+    assert any(note.startswith("pci:") for note in result.notes)
+
+
+def test_large_files_are_cut_and_marked(tmp_path: Path) -> None:
+    big = "x=1\n" * 300_000
+    files = {f"{FEATURES_D}/big": big, "/proc/cpuinfo": big}
+    root = make_root(tmp_path / "root", files)
+
+    tree = parse_probe_output(probe(root), "big")
+
+    assert tree.records["/proc/cpuinfo"].truncated
+    assert len(tree.records["/proc/cpuinfo"].text) == 1024 * 1024
+    with pytest.raises(TooLarge):
+        tree.read_text(f"{FEATURES_D}/big", limit=65536)
+    assert discover_host(tree).features.attributes["local.feature"] == {}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"hello\n", "line 1: not fleetcompat probe output"),
+        (b"#fleetcompat-probe v9\n#end 0\n", "line 1: unsupported probe format"),
+        (b"#fleetcompat-probe v1\nF 2 /a\nx\n#end 0\n", "line 2: content of 2 bytes"),
+        (b"#fleetcompat-probe v1\nF 1 /a\nx\n", "no '#end' line"),
+        (b"#fleetcompat-probe v1\nQ /a\n#end 0\n", "line 2: unknown record"),
+        (b"#fleetcompat-probe v1\nA relative\n#end 0\n", "line 2: path 'relative'"),
+        (b"#fleetcompat-probe v1\nD 2 /d\none\n", "line 3: output ends inside"),
+        (b"#fleetcompat-probe v1\nF 3 /a\na\nb\nA /b\nQ\n#end 0\n", "line 6: unknown"),
+        (b"#fleetcompat-probe v1\n#end 0\nA /b\n", "line 3: data after"),
+        (b"#fleetcompat-probe v1\nA /a", "ends in the middle of a line"),
+    ],
+    ids=[
+        "not-probe",
+        "version",
+        "short-content",
+        "no-end",
+        "unknown-record",
+        "relative-path",
+        "cut-listing",
+        "line-count-after-content",
+        "after-end",
+        "cut-line",
+    ],
+)
+def test_malformed_output_names_the_source_and_line(data: bytes, message: str) -> None:
+    with pytest.raises(FeaturesError) as raised:
+        parse_probe_output(data, "host7.probe")
+
+    assert str(raised.value).startswith("host7.probe: ")
+    assert message in str(raised.value)
+
+
+def test_oversized_output_is_refused() -> None:
+    data = b"#fleetcompat-probe v1\n" + b"#" * MAX_OUTPUT_BYTES
+
+    with pytest.raises(FeaturesError, match="exceeds"):
+        parse_probe_output(data, "huge")
+
+
+def test_is_probe_output_looks_at_the_first_line_only() -> None:
+    assert is_probe_output(b"#fleetcompat-probe v1\n")
+    assert is_probe_output(b"#fleetcompat-probe v2\n")
+    assert not is_probe_output(b"apiVersion: v1\n#fleetcompat-probe v1\n")
+
+
+def test_probe_runs_on_this_machine_and_parses() -> None:
+    result = discover_host(parse_probe_output(run_local_probe(), "local"))
+
+    assert "kernel.version" in result.features.attributes
+    assert "cpu.topology" in result.features.attributes
+
+
+def busybox_bin(tmp_path: Path) -> Path:
+    """A directory holding only busybox applet links, to use as PATH."""
+    bin_dir = tmp_path / "busybox-bin"
+    bin_dir.mkdir()
+    applets = subprocess.run(
+        [BUSYBOX, "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    for applet in applets:
+        (bin_dir / applet).symlink_to(BUSYBOX)
+    return bin_dir
+
+
+def run_probe(shell: list[str], root: Path, path: str) -> bytes:
+    """The probe's output under a given shell and PATH."""
+    env = {"PATH": path, "FLEETCOMPAT_ROOT": str(root), "HOME": "/"}
+    done = subprocess.run(
+        shell, input=probe_script(), capture_output=True, env=env, check=True
+    )
+    return done.stdout
+
+
+@pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="busybox is not installed")
+def test_probe_under_busybox_alone_writes_what_dash_writes(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "root", ODD_TREE)
+    bin_dir = busybox_bin(tmp_path)
+
+    under_busybox = run_probe([str(bin_dir / "sh"), "-s"], root, str(bin_dir))
+    under_dash = run_probe(["/bin/sh", "-s"], root, os.environ["PATH"])
+
+    assert under_busybox == under_dash
+    assert parse_probe_output(under_busybox, "busybox").records
