@@ -53,9 +53,7 @@ def test_nfd_evaluate_against_flags(case: dict[str, Any]) -> None:
     expr = _expr(case)
     flags = set(case["flags"]) if case["flags"] is not None else None
 
-    outcome = _outcome(
-        lambda: engine.match_keys(((case["element"], expr),), flags)[0]
-    )
+    outcome = _outcome(lambda: engine.match_keys(((case["element"], expr),), flags)[0])
 
     assert outcome == ("error" if case["error"] else case["result"])
 
@@ -121,9 +119,7 @@ def test_nfd_match_value_names(case: dict[str, Any]) -> None:
 @_cases("nfd_expression_api.yaml", "match_instance_attribute_names")
 def test_nfd_match_instance_attribute_names(case: dict[str, Any]) -> None:
     expr = _expr(case["expression"])
-    _check(
-        case, lambda: engine.match_instance_attribute_names(expr, case["instances"])
-    )
+    _check(case, lambda: engine.match_instance_attribute_names(expr, case["instances"]))
 
 
 @_cases("nfd_expression_api.yaml", "match_multi")
@@ -159,9 +155,7 @@ def _kind_ids(case: dict[str, Any]) -> str:
 @pytest.mark.parametrize(
     "case", _table("extra_expression.yaml", "ops_by_kind"), ids=_kind_ids
 )
-def test_every_op_against_each_kind_of_element(
-    case: dict[str, Any], kind: str
-) -> None:
+def test_every_op_against_each_kind_of_element(case: dict[str, Any], kind: str) -> None:
     mes = (("el", _expr(case)),)
     flags = {"el"} if kind == "flag" else None
     attributes = {"el": "5", "other": "x"} if kind == "attribute" else None
@@ -244,3 +238,20 @@ def test_versions_parse_leniently_without_prerelease(
     text: str, version: tuple[int, int, int] | None
 ) -> None:
     assert parse_version(text) == version
+
+
+def test_nfd_compile_regexp_caches_by_pattern() -> None:
+    import re2
+
+    from fleetcompat.rules.expression import compile_regex
+
+    first = compile_regex("^foo-[0-9]+$")
+    again = compile_regex("^foo-[0-9]+$")
+    other = compile_regex("^bar$")
+
+    assert first is again
+    assert first.search("foo-42") is not None
+    assert first.search("bar") is None
+    assert other is not first
+    with pytest.raises(re2.error):
+        compile_regex("[invalid(")
