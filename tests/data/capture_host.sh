@@ -6,7 +6,9 @@
 # It runs collectors/probe.sh and writes each record back as a file under DEST:
 # file contents as files, /proc/config.gz gzipped again, listed directory entries
 # that hold nothing the probe read as empty files, and paths that only had to
-# exist as empty directories. Unreadable paths are left out. Review the result
+# exist as directories holding a .keep file (git drops empty directories, so an
+# empty listed directory reads as absent from a checkout; for the directories the
+# probe lists, NFD treats both alike). Unreadable paths are left out. Review the result
 # before committing it: it holds this machine's DMI strings and os-release.
 set -eu
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -30,8 +32,11 @@ for path, record in sorted(records.items()):
         target.parent.mkdir(parents=True, exist_ok=True)
         data = record.text.encode()
         target.write_bytes(gzip.compress(data, mtime=0) if record.kind == "gzip" else data)
-    elif record.kind in ("dir", "exists"):
+    elif record.kind == "dir":
         target.mkdir(parents=True, exist_ok=True)
+    elif record.kind == "exists":
+        target.mkdir(parents=True, exist_ok=True)
+        (target / ".keep").touch()  # git keeps no empty directory
 for path, record in sorted(records.items()):
     for name in record.entries:
         entry = dest / path.lstrip("/") / name
