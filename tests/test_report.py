@@ -1,0 +1,240 @@
+"""Reports of a stored run: CSV counts, escaping, changes between runs, the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from fleetcompat.cli.main import main
+from fleetcompat.evaluate import (
+    COMPATIBLE,
+    ERROR,
+    INCOMPATIBLE,
+    NOT_EVALUATED,
+    ImageTarget,
+    evaluate_fleet,
+    evaluate_targets,
+    image_targets,
+)
+from fleetcompat.oci import scan_layouts
+from fleetcompat.report import (
+    HOST_COLUMNS,
+    LONG_COLUMNS,
+    MATRIX_COLUMNS,
+    regressions,
+    write_report,
+)
+from fleetcompat.store import Host, Store
+from tests.test_evaluate import EXAMPLE_LAYOUT, fill, independent_verdicts, machine
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+HOSTILE_SPEC = (
+    "version: v1alpha1\ncompatibilities:\n"
+    '- description: "</script><script>alert(2)</script>"\n'
+    '  tag: "<b onmouseover=alert(3)>x</b>"\n'
+    '  rules:\n  - name: "<svg onload=alert(4)>"\n    matchFeatures:\n'
+    "    - feature: kernel.loadedmodule\n"
+    '      matchExpressions: {"<img src=y onerror=alert(5)>": {op: Exists}}\n'
+)
+CSV_WORDS = {
+    "yes": COMPATIBLE,
+    "no": INCOMPATIBLE,
+    "error": ERROR,
+    "n/a": NOT_EVALUATED,
+}
+
+
+def hostile_fleet(store: Store) -> list[ImageTarget]:
+    """The example images plus one with a hostile spec, on hosts with one hostile."""
+    fill(store, hosts_per_machine=2)
+    evil = machine(pretty=HOSTILE)
+    store.save_snapshot(
+        Host(HOSTILE, groups=("<i>evil</i>",)),
+        run_id=None,
+        source="test",
+        features=evil,
+        node_name="evil",
+    )
+    store.save_snapshot(
+        Host("down"), run_id=None, source="ssh", status="timeout", error="probe: 30 s"
+    )
+    targets = image_targets(scan_layouts([EXAMPLE_LAYOUT]))
+    return targets + [ImageTarget(HOSTILE, "", "sha256:e", HOSTILE_SPEC.encode())]
+
+
+@pytest.fixture
+def report_dir(tmp_path: Path) -> tuple[Store, Path, list[ImageTarget]]:
+    """A store with an evaluated hostile fleet and its report written."""
+    store = Store(tmp_path / "fleet.db")
+    targets = hostile_fleet(store)
+    run = evaluate_targets(store, targets)
+    write_report(store, run.run_id, tmp_path / "out")
+    return store, tmp_path / "out", targets
+
+
+def test_matrix_csv_agrees_with_validating_every_pair(report_dir) -> None:
+    store, out, targets = report_dir
+
+    matrix = pd.read_csv(out / "matrix.csv", dtype=str, keep_default_na=False)
+
+    expected = independent_verdicts(store, targets)
+    images = list(matrix.columns[len(MATRIX_COLUMNS) :])
+    assert list(matrix.columns[: len(MATRIX_COLUMNS)]) == MATRIX_COLUMNS
+    found = {
+        (row["host"], image): CSV_WORDS[row[image]]
+        for _, row in matrix.iterrows()
+        for image in images
+    }
+    assert found == expected
+
+
+def test_long_csv_has_a_row_for_every_cell_that_is_not_compatible(report_dir) -> None:
+    store, out, targets = report_dir
+
+    long = pd.read_csv(out / "results_long.csv", dtype=str, keep_default_na=False)
+
+    assert list(long.columns) == LONG_COLUMNS
+    expected = {
+        cell: verdict
+        for cell, verdict in independent_verdicts(store, targets).items()
+        if verdict != COMPATIBLE
+    }
+    found = {(r.host, r.image): r.verdict for r in long.itertuples()}
+    assert found == expected
+    nvidia = long[(long.host == "dpdk-0") & (long.element == "nvidia")]
+    assert list(nvidia.explanation) == ["module nvidia not loaded"]
+    assert list(nvidia.op) == ["Exists"]
+
+
+def test_hosts_csv_lists_every_host_with_its_snapshot_age(report_dir) -> None:
+    _, out, _ = report_dir
+
+    hosts = pd.read_csv(out / "hosts.csv", dtype=str, keep_default_na=False)
+
+    assert list(hosts.columns) == HOST_COLUMNS
+    down = hosts[hosts.host == "down"].iloc[0]
+    assert down.status == "failed" and "timeout: probe: 30 s" in down.reason
+    evil = hosts[hosts.host == HOSTILE].iloc[0]
+    assert evil.os == HOSTILE
+    assert float(evil.snapshot_age_hours) < 1
+
+
+def test_html_embeds_host_and_spec_values_only_escaped(report_dir) -> None:
+    _, out, _ = report_dir
+
+    html = (out / "report.html").read_text()
+
+    assert HOSTILE not in html
+    assert "alert(2)</script>" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html  # the summary, escaped
+    data = re.search(
+        r'<script id="report-data" type="application/json">(.*?)</script>', html, re.S
+    )
+    assert data is not None and "<" not in data.group(1)
+    parsed = json.loads(data.group(1))
+    assert HOSTILE in [h[0] for h in parsed["hosts"]]
+    assert "http://" not in html.replace("http://www.w3.org", "")
+    assert "https://" not in html
+
+
+def test_html_counts_agree_with_validating_every_pair(report_dir) -> None:
+    store, out, targets = report_dir
+    html = (out / "report.html").read_text()
+
+    totals = re.search(r'<table class="totals">(.*?)</table>', html, re.S)
+
+    expected = list(independent_verdicts(store, targets).values())
+    numbers = [int(n) for n in re.findall(r'class="v-[CIEN]">(\d+)<', totals.group(1))]
+    assert numbers == [
+        expected.count(v) for v in (COMPATIBLE, INCOMPATIBLE, ERROR, NOT_EVALUATED)
+    ]
+
+
+def test_changes_name_hosts_that_lost_an_image(tmp_path: Path) -> None:
+    store = Store(tmp_path / "fleet.db")
+    fill(store, hosts_per_machine=1)
+    catalog = scan_layouts([EXAMPLE_LAYOUT])
+    evaluate_fleet(store, catalog)
+    store.save_snapshot(
+        Host("gpu-0"), run_id=None, source="test", features=machine(gpu=True)
+    )
+
+    run = evaluate_fleet(store, catalog)
+    written = write_report(store, run.run_id, tmp_path / "out")
+
+    assert ("gpu-0", "cuda-inference:12.4") in regressions(store, run.run_id)
+    html = written.html.read_text()
+    changes = html.split('id="changes"')[1].split("</section>")[0]
+    assert "Became incompatible (2)" in changes
+    assert "kernel.loadedmodule" in changes and "cpu.cpuid" in changes
+
+
+def test_report_command_renders_any_stored_run(tmp_path: Path) -> None:
+    store = Store(tmp_path / "fleet.db")
+    fill(store, hosts_per_machine=1)
+    first = evaluate_fleet(store, scan_layouts([EXAMPLE_LAYOUT]))
+    store.close()
+    runner = CliRunner()
+
+    again = runner.invoke(
+        main,
+        [
+            "evaluate",
+            "--oci-layout",
+            str(EXAMPLE_LAYOUT),
+            "--db",
+            str(tmp_path / "fleet.db"),
+        ],
+    )
+    rendered = runner.invoke(
+        main,
+        [
+            "report",
+            "--db",
+            str(tmp_path / "fleet.db"),
+            "--run",
+            str(first.run_id),
+            "--out",
+            str(tmp_path / "old"),
+        ],
+    )
+    missing = runner.invoke(
+        main,
+        ["report", "--db", str(tmp_path / "fleet.db"), "--run", "99", "--out", "x"],
+    )
+
+    assert again.exit_code == 0, again.output
+    assert "0 computed" in again.output
+    assert rendered.exit_code == 0, rendered.output
+    assert rendered.output.strip() == str(tmp_path / "old" / "report.html")
+    assert missing.exit_code == 2 and "no run 99" in missing.output
+
+
+def test_evaluate_exits_partial_when_a_host_has_no_snapshot(tmp_path: Path) -> None:
+    store = Store(tmp_path / "fleet.db")
+    fill(store, hosts_per_machine=1)
+    store.save_snapshot(Host("down"), run_id=None, source="ssh", status="timeout")
+    store.close()
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--oci-layout",
+            str(EXAMPLE_LAYOUT),
+            "--db",
+            str(tmp_path / "fleet.db"),
+            "--output",
+            "json",
+        ],
+    )
+
+    assert result.exit_code == 3
+    summary = json.loads(result.output)
+    assert summary["hosts_not_evaluated"] == 1
+    assert summary["cells"]["not-evaluated"] == 5
