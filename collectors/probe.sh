@@ -317,6 +317,7 @@ each /sys/bus/pci/devices pcidev
 # usb
 usbdev() {
 	[ -e "$R$1/idProduct" ] || return 0
+	dir "$1"
 	for a in idProduct idVendor bDeviceClass serial; do
 		file "$1/$a"
 	done

@@ -10,6 +10,7 @@ import pytest
 
 from fleetcompat.discovery import discover_host, local, memory
 from fleetcompat.hosttree import HostTree
+from fleetcompat.probe import parse_probe_output, run_local_probe
 from tests.discovery_support import FIFO, make_root
 
 
@@ -190,7 +191,9 @@ def test_usb_device_of_class_00_becomes_one_instance_per_interface(
     }
 
     features = discovered(tmp_path, files).features
+    probed = discover_host(parse_probe_output(run_local_probe(str(tmp_path)), "usb"))
 
+    assert probed.features.instances["usb.device"] == features.instances["usb.device"]
     assert features.instances["usb.device"] == [
         {"class": "e0", "vendor": "8087", "device": "0a2b"},
         {"class": "fe", "vendor": "8087", "device": "0a2b"},

@@ -26,6 +26,14 @@ USB_FILES = {
     "serial": "serial",
 }
 BLOCK_QUEUE = ("dax", "rotational", "nr_zones", "zoned")
+DEVICE_FILES = (
+    "operstate",
+    "speed",
+    "device/sriov_numvfs",
+    "device/sriov_totalvfs",
+    "mtu",
+)
+VIRTUAL_FILES = ("operstate", "speed", "mtu")
 
 
 def network(tree: HostTree, notes: list[str]) -> Features:
@@ -41,12 +49,9 @@ def network(tree: HostTree, notes: list[str]) -> Features:
             continue
         base = f"{NET}/{name}"
         if tree.exists(f"{base}/device"):
-            files = ("operstate", "speed", "device/sriov_numvfs")
-            files += ("device/sriov_totalvfs", "mtu")
-            devices.append(_read_attrs(tree, base, name, files))
+            devices.append(_read_attrs(tree, base, name, DEVICE_FILES))
         else:
-            files = ("operstate", "speed", "mtu")
-            virtual.append(_read_attrs(tree, base, name, files))
+            virtual.append(_read_attrs(tree, base, name, VIRTUAL_FILES))
     features.instances["network.device"] = devices
     features.instances["network.virtual"] = virtual
     return features
@@ -117,8 +122,8 @@ def _usb_device(tree: HostTree, base: str) -> list[dict[str, str]]:
         path = f"{base}/{entry}/bInterfaceClass"
         if not tree.exists(path):
             continue
-        value = tree.read_text(path)
-        instances.append(attrs | {"class": (value or "").strip()})
+        interface_class = tree.read_text(path) or ""
+        instances.append(attrs | {"class": interface_class.strip()})
     return instances
 
 
