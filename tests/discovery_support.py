@@ -55,9 +55,9 @@ def capture_name(tarball: Path) -> str:
     return tarball.name.removesuffix(".tar.gz")
 
 
-def load_expected(name: str) -> dict[str, Any]:
+def load_expected(name: str, folder: Path = EXPECTED) -> dict[str, Any]:
     """The hand-written expectation for one capture."""
-    data = yaml.safe_load((EXPECTED / f"{name}.yaml").read_text())
+    data = yaml.safe_load((folder / f"{name}.yaml").read_text())
     assert isinstance(data, dict)
     return data
 

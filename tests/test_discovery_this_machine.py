@@ -12,14 +12,15 @@ from fleetcompat.hosttree import HostTree
 from fleetcompat.probe import parse_probe_output, run_local_probe
 from tests.discovery_support import assert_matches, load_expected
 
-CAPTURE = Path(__file__).parent / "data" / "hosts" / "this-machine"
+HOSTS = Path(__file__).parent / "data" / "hosts"
+CAPTURE = HOSTS / "this-machine"
 
 
 def test_captured_machine_matches_the_hand_checked_features() -> None:
     features = discover(HostTree.from_root(CAPTURE), "test-node")
     config = features.attributes.pop("kernel.config")
 
-    assert_matches(features, load_expected("this-machine"))
+    assert_matches(features, load_expected("this-machine", HOSTS))
     assert len(config) == 1736
     assert config["LOCALVERSION"] == "-fc-v1147"
     assert config["HZ"] == "250"
