@@ -137,6 +137,7 @@ class RootTree(HostTree):
         return real
 
     def _read_bytes(self, path: str, limit: int | None = None) -> bytes | None:
+        """A regular file's first bytes, or None if absent; raises Unreadable."""
         real = self._regular(path)
         if real is None:
             return None
@@ -225,6 +226,7 @@ class RecordTree(HostTree):
     records: dict[str, Record] = field(default_factory=dict)
 
     def _get(self, path: str) -> Record | None:
+        """The record for a path in any spelling."""
         return self.records.get(_normal(path))
 
     def read_text(self, path: str, limit: int | None = None) -> str | None:

@@ -107,6 +107,7 @@ class _Reader:
         self.ended = False
 
     def fail(self, message: str) -> FeaturesError:
+        """An error naming the source and the current line."""
         return FeaturesError(f"{self.source}: line {self.line}: {message}")
 
     def next_line(self) -> bytes | None:
@@ -122,6 +123,7 @@ class _Reader:
         return line
 
     def read(self) -> RecordTree:
+        """Every record up to the '#end' line, as a tree."""
         while (line := self.next_line()) is not None:
             self.record(line)
             if len(self.records) > MAX_RECORDS:
@@ -186,6 +188,7 @@ class _Reader:
         return normal_path(path)
 
     def put(self, raw: bytes, record: Record) -> None:
+        """Keep a record under its path."""
         self.records[self.path(raw)] = record
 
 

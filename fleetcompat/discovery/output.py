@@ -7,7 +7,10 @@ features the way NFD's tools do.
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,8 @@ NFD_NAMESPACE = "node-feature-discovery"
 
 
 def load_tree(root: str | Path | None) -> HostTree:
-    """The host tree for a captured directory, a probe output file, or this machine.
+    """The host tree for a captured directory, a probe output file (gzipped or
+    not), or this machine.
 
     Raises FeaturesError when a file is not probe output or cannot be read.
     """
@@ -42,9 +46,20 @@ def load_tree(root: str | Path | None) -> HostTree:
             data = handle.read(MAX_OUTPUT_BYTES + 1)
     except OSError as exc:
         raise FeaturesError(f"{path}: cannot read: {exc.strerror}") from None
+    if data.startswith(b"\x1f\x8b"):
+        data = _gunzip(data, path)
     if not is_probe_output(data):
         raise FeaturesError(f"{path}: neither a directory nor fleetcompat probe output")
     return parse_probe_output(data, str(path))
+
+
+def _gunzip(data: bytes, path: Path) -> bytes:
+    """A gzipped probe output, decompressed within the output bound."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            return stream.read(MAX_OUTPUT_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FeaturesError(f"{path}: not a readable gzip file: {exc}") from None
 
 
 def discover_source(root: str | Path | None, node_name: str = "") -> Discovery:
