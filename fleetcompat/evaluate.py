@@ -298,12 +298,12 @@ def evaluate_targets(
         "evaluate", {"images": len({t.image for t in targets}), "targets": len(targets)}
     )
     try:
-        summary = _evaluate(store, run_id, targets, progress)
+        fields = _evaluate(store, run_id, targets, progress)
     except BaseException:
         store.finish_run(run_id, "failed", {})
         raise
 
-    summary = EvaluationRun(**{**summary, "seconds": time.monotonic() - started})
+    summary = EvaluationRun(**{**fields, "seconds": time.monotonic() - started})
     counts = {k: v for k, v in summary.to_json().items() if isinstance(v, int)}
     counts.update({f"cells_{k}": v for k, v in summary.cells.items()})
     store.finish_run(run_id, "partial" if summary.partial else "ok", counts)

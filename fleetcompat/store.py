@@ -436,7 +436,7 @@ class Store:
     def _create_eval_tables(self) -> None:
         """The evaluation tables (schema version 2 adds them)."""
         db = self.db
-        db["eval_results"].create(
+        db.table("eval_results").create(
             {
                 "projection": str,
                 "artifact": str,
@@ -450,7 +450,7 @@ class Store:
             pk=("projection", "artifact"),
             not_null={"projection", "artifact", "verdict"},
         )
-        db["eval_hosts"].create(
+        db.table("eval_hosts").create(
             {
                 "run_id": int,
                 "idx": int,
@@ -468,7 +468,7 @@ class Store:
             pk=("run_id", "idx"),
             foreign_keys=[("run_id", "runs", "id")],
         )
-        db["eval_images"].create(
+        db.table("eval_images").create(
             {
                 "run_id": int,
                 "idx": int,
@@ -484,7 +484,7 @@ class Store:
             pk=("run_id", "idx"),
             foreign_keys=[("run_id", "runs", "id")],
         )
-        db["eval_pairs"].create(
+        db.table("eval_pairs").create(
             {
                 "run_id": int,
                 "image_idx": int,
@@ -494,7 +494,7 @@ class Store:
             },
             foreign_keys=[("run_id", "runs", "id")],
         )
-        db["eval_pairs"].create_index(["run_id", "image_idx"])
+        db.table("eval_pairs").create_index(["run_id", "image_idx"])
 
     def _create_artifact_table(self) -> None:
         """What each spec reads, by artifact digest (schema version 3 adds it).
@@ -502,7 +502,7 @@ class Store:
         Parsing a spec is most of a cold run's time; a warm run whose results
         are all cached needs only what the spec reads, kept here.
         """
-        self.db["eval_artifacts"].create(
+        self.db.table("eval_artifacts").create(
             {"artifact": str, "info": str, "created_at": str}, pk="artifact"
         )
 
