@@ -169,10 +169,12 @@ def test_probe_runs_on_this_machine_and_parses() -> None:
     assert "cpu.topology" in result.features.attributes
 
 
-def busybox_bin(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def busybox_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding only busybox applet links, to use as PATH."""
-    bin_dir = tmp_path / "busybox-bin"
-    bin_dir.mkdir()
+    if not os.path.exists(BUSYBOX):
+        pytest.skip("busybox is not installed")
+    bin_dir = tmp_path_factory.mktemp("busybox-bin")
     applets = subprocess.run(
         [BUSYBOX, "--list"], capture_output=True, text=True, check=True
     ).stdout.split()
@@ -190,13 +192,31 @@ def run_probe(shell: list[str], root: Path, path: str) -> bytes:
     return done.stdout
 
 
-@pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="busybox is not installed")
-def test_probe_under_busybox_alone_writes_what_dash_writes(tmp_path: Path) -> None:
+def test_probe_under_busybox_alone_writes_what_dash_writes(
+    tmp_path: Path, busybox_path: Path
+) -> None:
     root = make_root(tmp_path / "root", ODD_TREE)
-    bin_dir = busybox_bin(tmp_path)
+    bin_dir = busybox_path
 
     under_busybox = run_probe([str(bin_dir / "sh"), "-s"], root, str(bin_dir))
     under_dash = run_probe(["/bin/sh", "-s"], root, os.environ["PATH"])
 
     assert under_busybox == under_dash
     assert parse_probe_output(under_busybox, "busybox").records
+
+
+def test_probe_under_busybox_reads_a_real_capture_as_dash_does(
+    busybox_path: Path,
+) -> None:
+    capture = Path(__file__).parent / "data" / "hosts" / "this-machine"
+    bin_dir = busybox_path
+
+    under_busybox = run_probe([str(bin_dir / "sh"), "-s"], capture, str(bin_dir))
+    under_dash = run_probe(["/bin/sh", "-s"], capture, os.environ["PATH"])
+
+    assert under_busybox == under_dash
+    tree = parse_probe_output(under_busybox, "busybox")
+    assert (
+        discover_host(tree).features
+        == discover_host(HostTree.from_root(capture)).features
+    )
