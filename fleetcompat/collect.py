@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+from asyncssh.public_key import load_default_keypairs
 
 from fleetcompat.errors import CollectError, FeaturesError, FleetcompatError
 from fleetcompat.features import Features
@@ -520,7 +521,7 @@ class _Fleet:
             paths.update(self._key_paths(spec))
         for path in sorted(paths):
             self.keys[path] = _load_key(path)
-        self.default_keys = asyncssh.load_default_keypairs()
+        self.default_keys = list(load_default_keypairs())
         await self._load_agent()
 
     async def _load_agent(self) -> None:

@@ -1,0 +1,288 @@
+"""Real and misbehaving SSH peers on loopback, for the collector's tests.
+
+`start_sshd` runs Debian's /usr/sbin/sshd unprivileged-style: its own host key,
+an authorized_keys file holding a generated client key, no PAM, a pid file and a
+log in a temporary directory, listening on loopback addresses and ports the test
+chooses. A `Match LocalPort` block per port can point the probe at a captured host
+root (the server forces `FLEETCOMPAT_ROOT=<root> sh -s`), so one sshd serves
+several "hosts".
+
+The misbehaving peers are small servers of our own: asyncssh server subclasses
+and raw sockets, each wrong in one way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+
+SSHD = Path("/usr/sbin/sshd")
+SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
+
+
+def require_sshd() -> None:
+    """Skip when OpenSSH's sshd is absent; under CI that is a failure."""
+    if SSHD.exists() and os.access(SSHD, os.X_OK):
+        return
+    message = "OpenSSH server not installed (apt-get install openssh-server)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port free on `address` right now."""
+    with socket.socket() as sock:
+        sock.bind((address, 0))
+        return int(sock.getsockname()[1])
+
+
+def keygen(path: Path, kind: str = "ed25519") -> Path:
+    """A new unencrypted key pair at `path` (and `path`.pub)."""
+    subprocess.run(
+        [SSH_KEYGEN, "-q", "-t", kind, "-N", "", "-C", "fleetcompat-test", "-f", path],
+        check=True,
+    )
+    return path
+
+
+@dataclass
+class Sshd:
+    """A running sshd and what a client needs to reach it."""
+
+    directory: Path
+    endpoints: list[tuple[str, int]]
+    host_key: Path
+    client_key: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def known_hosts_lines(self) -> str:
+        """known_hosts lines for every endpoint, with this server's host key."""
+        key = " ".join(self.host_key.with_suffix(".pub").read_text().split()[:2])
+        return "".join(f"[{a}]:{p} {key}\n" for a, p in self.endpoints)
+
+    def accepted_logins(self) -> int:
+        """How many connections authenticated so far (from the server's log)."""
+        if not self.log.exists():
+            return 0
+        return self.log.read_text(errors="replace").count("Accepted publickey")
+
+    def stop(self) -> None:
+        """Stop the server (by its own pid)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_sshd(
+    directory: Path,
+    endpoints: list[tuple[str, int]],
+    *,
+    client_key: Path,
+    roots: dict[int, Path] | None = None,
+    extra: str = "",
+) -> Sshd:
+    """Start sshd on the given (address, port) pairs; wait until it answers."""
+    require_sshd()
+    directory.mkdir(parents=True, exist_ok=True)
+    host_key = keygen(directory / "ssh_host_ed25519_key")
+    authorized = directory / "authorized_keys"
+    authorized.write_text(client_key.with_suffix(".pub").read_text())
+    log = directory / "sshd.log"
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
+
+    lines = [f"ListenAddress {a}:{p}" for a, p in endpoints]
+    lines += [
+        f"HostKey {host_key}",
+        f"AuthorizedKeysFile {authorized}",
+        f"PidFile {directory / 'sshd.pid'}",
+        "UsePAM no",
+        "StrictModes no",
+        "PermitRootLogin prohibit-password",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "AllowTcpForwarding yes",
+        "MaxStartups 200:30:400",
+        "MaxSessions 50",
+        "LogLevel INFO",
+        extra,
+    ]
+    for port, root in (roots or {}).items():
+        lines += [
+            f"Match LocalPort {port}",
+            f"    ForceCommand env FLEETCOMPAT_ROOT={root} sh -s",
+        ]
+    config = directory / "sshd_config"
+    config.write_text("\n".join(lines) + "\n")
+
+    process = subprocess.Popen(
+        [str(SSHD), "-D", "-e", "-f", str(config), "-E", str(log)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = Sshd(directory, endpoints, host_key, client_key, process, log)
+    for address, port in endpoints:
+        _wait_for_banner(address, port, server)
+    return server
+
+
+def _wait_for_banner(address: str, port: int, server: Sshd) -> None:
+    """Wait until the server sends its SSH banner on (address, port)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            detail = server.log.read_text() if server.log.exists() else ""
+            raise RuntimeError(f"sshd exited: {detail}")
+        try:
+            with socket.create_connection((address, port), timeout=1) as sock:
+                if sock.recv(4).startswith(b"SSH-"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"sshd did not answer on {address}:{port}")
+
+
+# Misbehaving peers of our own.
+
+
+@dataclass
+class Peer:
+    """A small server of ours, listening on loopback."""
+
+    address: str
+    port: int
+    close: Callable[[], Any]
+    host_key: asyncssh.SSHKey | None = None
+    connections: list[Any] = field(default_factory=list)
+
+    def known_hosts_line(self) -> str:
+        """A known_hosts line for this peer's host key."""
+        assert self.host_key is not None
+        public = self.host_key.export_public_key().decode().split()[:2]
+        return f"[{self.address}]:{self.port} {' '.join(public)}\n"
+
+
+async def silent_tcp(address: str = "127.0.0.1") -> Peer:
+    """A TCP port that accepts connections and never says a word."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await reader.read()  # until the client gives up
+
+    server = await asyncio.start_server(hold, address, 0)
+    port = server.sockets[0].getsockname()[1]
+
+    def close() -> None:
+        for writer in held:
+            writer.close()
+        server.close()
+
+    return Peer(address, port, close)
+
+
+Behaviour = Callable[[asyncssh.SSHServerProcess[bytes]], Any]
+
+
+class _Server(asyncssh.SSHServer):  # type: ignore[misc]
+    """Accepts any client key unless told to refuse every one."""
+
+    def __init__(self, refuse_keys: bool) -> None:
+        self.refuse_keys = refuse_keys
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return not self.refuse_keys
+
+
+async def ssh_peer(
+    behaviour: Behaviour,
+    *,
+    address: str = "127.0.0.1",
+    refuse_keys: bool = False,
+    host_key: asyncssh.SSHKey | None = None,
+) -> Peer:
+    """An asyncssh server whose every session runs `behaviour`."""
+    key = host_key or asyncssh.generate_private_key("ssh-ed25519")
+    server = await asyncssh.listen(
+        address,
+        0,
+        server_host_keys=[key],
+        server_factory=lambda: _Server(refuse_keys),
+        process_factory=behaviour,
+        encoding=None,
+    )
+    port = server.sockets[0].getsockname()[1]
+    return Peer(address, port, server.close, key)
+
+
+def serve_output(output: bytes) -> Behaviour:
+    """A session that reads its stdin and answers with a recorded probe output."""
+
+    async def run(process: asyncssh.SSHServerProcess[bytes]) -> None:
+        await process.stdin.read()
+        process.stdout.write(output)
+        process.exit(0)
+
+    return run
+
+
+async def stall(process: asyncssh.SSHServerProcess[bytes]) -> None:
+    """A session that never answers (after a successful login)."""
+    await asyncio.sleep(3600)
+
+
+def close_midway(output: bytes) -> Behaviour:
+    """A session that writes part of the output, then drops the connection."""
+
+    async def run(process: asyncssh.SSHServerProcess[bytes]) -> None:
+        await process.stdin.read()
+        process.stdout.write(output[: len(output) // 3])
+        await asyncio.sleep(0.05)
+        process.channel.get_connection().abort()
+
+    return run
+
+
+async def endless(process: asyncssh.SSHServerProcess[bytes]) -> None:
+    """A session that streams output without end."""
+    chunk = b"F 1 /x\n" * 8192
+    try:
+        while True:
+            process.stdout.write(chunk)
+            await process.stdout.drain()
+    except (asyncssh.Error, OSError, BrokenPipeError):
+        return
+
+
+def fail_with(status: int, stderr: bytes) -> Behaviour:
+    """A session that exits with a status and a message on stderr."""
+
+    async def run(process: asyncssh.SSHServerProcess[bytes]) -> None:
+        await process.stdin.read()
+        process.stderr.write(stderr)
+        process.exit(status)
+
+    return run
