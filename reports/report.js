@@ -158,10 +158,19 @@
     return "{op: " + JSON.stringify(e.op) + ", value: [" + e.value.map((v) => JSON.stringify(v)).join(" ") + "]}" +
       (e.type ? " type: " + e.type : "");
   }
-  function itemsTable(items, setsMeta, rows) {
-    const table = el("table", { cls: "counts" }, [el("tr", null, ["set", "rule", "feature", "expression", "matcher type", "host has", "why"].map((t) => el("th", { text: t })))]);
+  function itemsTable(rows) {
+    const head = ["rule", "feature", "expression", "matcher type", "host has", "why"];
+    const table = el("table", { cls: "counts" }, [el("tr", null, head.map((t) => el("th", { text: t })))]);
     for (const r of rows) table.append(r);
     return table;
+  }
+  function setHeading(target, si, letter) {
+    const meta = target && target.sets[si] ? target.sets[si] : {};
+    const parts = ["Set #" + (si + 1)];
+    if (meta.tag) parts.push("tag " + meta.tag);
+    if (meta.weight) parts.push("weight " + meta.weight);
+    const head = el("h4", null, [parts.join(", ") + " ", badge(letter)]);
+    return meta.description ? [head, el("p", { cls: "hint", text: meta.description })] : [head];
   }
   function resultBody(cell, container) {
     if (cell < 0) {
@@ -174,31 +183,32 @@
     if (target) p.append(" platform " + target.platform + ", artifact ", el("code", { text: target.artifact }));
     container.append(p);
     if (r.v === "E") { container.append(el("p", { cls: "why", text: r.error })); return; }
-    if (r.sets) container.append(el("p", { text: "Compatibility sets: " + Array.from(r.sets).map((s, i) => "#" + (i + 1) + " " + WORDS[s]).join(", ") }));
     if (r.blocker) container.append(el("p", null, ["One change away: ", el("strong", { text: r.blocker })]));
-    const rows = [];
     const sets = (r.detail && r.detail.sets) || [];
+    if (r.v === "C" && sets.some((s) => !s.ok)) {
+      container.append(el("p", { cls: "hint", text: "Compatible: the sets below are preferences that do not hold here." }));
+    }
     sets.forEach((s, si) => {
       if (s.ok) return;
-      const meta = target && target.sets[si] ? target.sets[si] : {};
-      const setLabel = "#" + (si + 1) + (meta.tag ? " tag " + meta.tag : "") + (meta.description ? ": " + meta.description : "");
+      const rows = [];
       for (const rule of s.rules) {
         const items = rule.items.map((it) => [it, ""]);
         rule.any.forEach((alt, ai) => alt.forEach((it) => items.push([it, "matchAny #" + (ai + 1) + ": "])));
-        if (!items.length) rows.push(el("tr", null, [el("td", { text: setLabel }), el("td", { text: rule.name }), el("td", { text: "" }), el("td", { text: "" }), el("td", { text: "" }), el("td", { text: "" }), el("td", { text: "rule failed" })]));
+        if (!items.length) rows.push(el("tr", null, [el("td", { text: rule.name }), el("td"), el("td"), el("td"), el("td"), el("td", { text: "rule failed" })]));
         for (const [it, prefix] of items) {
           const exprs = it.expressions.map((e) => (e.name ? e.name + ": " : "") + expressionText(e)).join("\n");
           const matchers = Array.from(new Set(it.expressions.map((e) => e.matcher))).join(", ");
           rows.push(el("tr", null, [
-            el("td", { text: setLabel }), el("td", { text: rule.name }),
-            el("td", { cls: "nfd", text: it.feature }), el("td", { cls: "nfd", text: prefix + exprs }),
+            el("td", { text: rule.name }),
+            el("td", { cls: "nfd", text: it.feature }), el("td", { cls: "nfd pre", text: prefix + exprs }),
             el("td", { text: matchers }), el("td", { cls: "nfd", text: it.actual }),
             el("td", { cls: "why", text: it.why }),
           ]));
         }
       }
+      for (const node of setHeading(target, si, "I")) container.append(node);
+      container.append(itemsTable(rows));
     });
-    if (rows.length) container.append(itemsTable(null, null, rows));
   }
   const targetsByIdx = new Map();
   D.images.forEach((img) => img.targets.forEach((t) => targetsByIdx.set(t.idx, t)));
