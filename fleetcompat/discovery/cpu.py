@@ -109,8 +109,7 @@ def discover(tree: HostTree, notes: list[str]) -> Features:
         features.flags["cpu.cpuid"] = flags
     if host == arch.X86_64:
         features.attributes["cpu.cpuid"] = {}
-        if "avx10" in _linux_flags(info):
-            notes.append("cpu: AVX10_VERSION needs CPUID leaf 0x24; left out")
+        _note_cpuid_gaps(info, notes)
     features.attributes["cpu.model"] = model(tree, info, host, notes)
 
     x86 = host == arch.X86_64
@@ -126,6 +125,20 @@ def discover(tree: HostTree, notes: list[str]) -> Features:
     features.attributes["cpu.topology"] = topology(tree)
     features.attributes["cpu.coprocessor"] = coprocessor(tree, host)
     return features
+
+
+def _note_cpuid_gaps(info: CpuInfo, notes: list[str]) -> None:
+    """Say which cpuid elements NFD likely reports here that files cannot show."""
+    flags, vendor = _linux_flags(info), x86_vendor(info)
+    if "avx10" in flags:
+        notes.append("cpu: AVX10_VERSION needs CPUID leaf 0x24; left out")
+    if vendor == "Intel" and "arch_perfmon" in flags:
+        notes.append("cpu: PMU_FIXEDCOUNTER_* flags need CPUID leaf 0xA; left out")
+    if vendor == "AMD" and "ssbd" in flags and "amd_ssbd" not in flags:
+        notes.append(
+            "cpu: SPEC_CTRL_SSBD on AMD needs CPUID 0x80000008 (Linux shows only "
+            "ssbd); left out"
+        )
 
 
 def cpuid_flags(info: CpuInfo, host: str, notes: list[str]) -> set[str] | None:
