@@ -71,7 +71,7 @@ ERROR = "error"
 NOT_EVALUATED = "not-evaluated"
 VERDICTS = (COMPATIBLE, INCOMPATIBLE, ERROR, NOT_EVALUATED)
 
-RESULT_FORMAT = b"fleetcompat-eval-3\n"
+RESULT_FORMAT = b"fleetcompat-eval-4\n"
 """Salts projection digests: changing how results are made retires old ones."""
 
 ANY_PLATFORM = ""

@@ -200,7 +200,10 @@ def _instance_item(
     """A failing term on an instance feature: no one instance satisfies it all."""
     feature = term.feature.lower()
     noun = _DEVICE_NOUNS.get(feature, f"{term.feature} instance")
-    conditions = [_condition(element, expr) for element, expr in expressions]
+    conditions = [
+        f"{element} set" if expr.op == "Exists" else _condition(element, expr)
+        for element, expr in expressions
+    ]
     if term.match_name is not None:
         conditions.append(f"an attribute named {_condition('', term.match_name)}")
     what = ", ".join(conditions) or "any attributes"
