@@ -387,3 +387,25 @@ def test_hosts_one_change_away_are_grouped_by_that_change(store: Store) -> None:
     assert blockers == {
         "kernel.loadedmodule: nvidia_uvm": ["gpu-nodriver-0", "gpu-nodriver-1"]
     }
+
+
+def test_a_spec_reading_the_node_name_is_evaluated_per_host(store: Store) -> None:
+    fill(store, hosts_per_machine=2)
+    spec = (
+        "version: v1alpha1\ncompatibilities:\n- rules:\n  - name: pinned\n"
+        "    matchFeatures:\n    - feature: system.name\n"
+        '      matchExpressions: {nodename: {op: In, value: ["gpu-1", "arm-0"]}}\n'
+    )
+    targets = [
+        ImageTarget("pinned", "", "sha256:p", spec.encode()),
+        ImageTarget("good", "", "sha256:1", SPEC_OK.encode()),
+    ]
+
+    run = evaluate_targets(store, targets)
+
+    verdicts = stored_verdicts(store, run.run_id)
+    pinned = sorted(
+        h for (h, image), v in verdicts.items() if v == COMPATIBLE and image == "pinned"
+    )
+    assert pinned == ["arm-0", "gpu-1"]
+    assert verdicts == independent_verdicts(store, targets)
