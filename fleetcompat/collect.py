@@ -279,8 +279,8 @@ class _Worker(threading.Thread):
         self.in_flight = 0
         self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._stop_event: asyncio.Event | None = None
+        self.tasks: list[asyncio.Task[None]] = []
 
     def run(self) -> None:
         try:
@@ -292,10 +292,10 @@ class _Worker(threading.Thread):
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+        self._stop_event = asyncio.Event()
         if self.stopping.is_set():
-            self._stop.set()
-        await probe_hosts(self.hosts, self.options, self._deliver, self._stop, self)
+            self._stop_event.set()
+        await probe_hosts(self.hosts, self.options, self._deliver, self._stop_event, self)
 
     def _deliver(self, result: ProbeResult) -> None:
         self.results.put(result)
@@ -303,14 +303,14 @@ class _Worker(threading.Thread):
     def request_stop(self) -> None:
         """Start no more hosts (safe from any thread)."""
         self.stopping.set()
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._loop is not None and self._stop_event is not None:
+            self._loop.call_soon_threadsafe(self._stop_event.set)
 
     def cancel_in_flight(self) -> None:
         """Cancel the hosts in flight too (a second Ctrl-C)."""
         self.request_stop()
         if self._loop is not None:
-            for task in list(self._tasks):
+            for task in list(self.tasks):
                 self._loop.call_soon_threadsafe(task.cancel)
 
 
@@ -465,7 +465,7 @@ async def probe_hosts(
     """Probe every host and deliver each result as it finishes (the async core).
 
     Hosts not yet started when `stop` is set are left out. `counter`, when given,
-    has its `in_flight` attribute kept up to date and its `_tasks` list filled.
+    has its `in_flight` attribute kept up to date and its `tasks` list filled.
     """
     stop = stop or asyncio.Event()
     fleet = _Fleet(options)
@@ -486,7 +486,7 @@ async def probe_hosts(
 
     tasks = [asyncio.create_task(one(spec), name=spec.name) for spec in hosts]
     if counter is not None:
-        counter._tasks = tasks
+        counter.tasks = tasks
     try:
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
