@@ -102,8 +102,8 @@ class Timeouts:
     def for_host(cls, seconds: float) -> Timeouts:
         """Phase deadlines that fit in one per-host deadline."""
         return cls(
-            connect=min(10.0, seconds),
-            auth=min(15.0, seconds),
+            connect=min(10.0, seconds * 0.3),
+            auth=min(15.0, seconds * 0.3),
             probe=seconds,
             host=seconds,
         )
@@ -144,6 +144,7 @@ class HostOutcome:
     reason: str
     duration_ms: int
     feature_set: str | None = None
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ class CollectSummary:
                     "reason": h.reason,
                     "duration_ms": h.duration_ms,
                     "feature_set": h.feature_set,
+                    "attempts": h.attempts,
                 }
                 for h in self.hosts
             ],
@@ -295,7 +297,9 @@ class _Worker(threading.Thread):
         self._stop_event = asyncio.Event()
         if self.stopping.is_set():
             self._stop_event.set()
-        await probe_hosts(self.hosts, self.options, self._deliver, self._stop_event, self)
+        await probe_hosts(
+            self.hosts, self.options, self._deliver, self._stop_event, self
+        )
 
     def _deliver(self, result: ProbeResult) -> None:
         self.results.put(result)
@@ -407,7 +411,12 @@ class _Saver:
         else:
             log.debug("host=%s outcome=ok in %d ms", spec.name, result.duration_ms)
         done = HostOutcome(
-            spec.name, outcome, reason, result.duration_ms, snapshot.feature_set
+            spec.name,
+            outcome,
+            reason,
+            result.duration_ms,
+            snapshot.feature_set,
+            result.attempts,
         )
         self.outcomes.append(done)
         return done
@@ -598,7 +607,8 @@ class _Fleet:
         except TimeoutError:
             output = None
             outcome = TIMEOUT
-            reason = f"no answer within the host deadline of {deadline:g}s ({phase})"
+            reason = f"not done within the host deadline of {deadline:g}s"
+            reason += f" ({phase.name})"
         except CollectError as exc:
             output = None
             outcome, reason = exc.outcome, exc.reason
@@ -800,9 +810,6 @@ class _Phase:
 
     def __init__(self) -> None:
         self.name = "connect"
-
-    def __str__(self) -> str:
-        return f"during {self.name}"
 
 
 class _NoSlot:

@@ -202,10 +202,16 @@ Behaviour = Callable[[asyncssh.SSHServerProcess[bytes]], Any]
 
 
 class _Server(asyncssh.SSHServer):  # type: ignore[misc]
-    """Accepts any client key unless told to refuse every one."""
+    """Accepts any client key unless told to refuse every one; may drop some."""
 
-    def __init__(self, refuse_keys: bool) -> None:
+    def __init__(self, refuse_keys: bool, drops: list[int]) -> None:
         self.refuse_keys = refuse_keys
+        self.drops = drops
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        if self.drops and self.drops[0] > 0:
+            self.drops[0] -= 1
+            conn.abort()
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -223,14 +229,20 @@ async def ssh_peer(
     address: str = "127.0.0.1",
     refuse_keys: bool = False,
     host_key: asyncssh.SSHKey | None = None,
+    drop_first: int = 0,
 ) -> Peer:
-    """An asyncssh server whose every session runs `behaviour`."""
+    """An asyncssh server whose every session runs `behaviour`.
+
+    `drop_first` connections are closed as soon as they are accepted, as an sshd
+    over its MaxStartups does.
+    """
     key = host_key or asyncssh.generate_private_key("ssh-ed25519")
+    drops = [drop_first]
     server = await asyncssh.listen(
         address,
         0,
         server_host_keys=[key],
-        server_factory=lambda: _Server(refuse_keys),
+        server_factory=lambda: _Server(refuse_keys, drops),
         process_factory=behaviour,
         encoding=None,
     )
@@ -243,6 +255,18 @@ def serve_output(output: bytes) -> Behaviour:
 
     async def run(process: asyncssh.SSHServerProcess[bytes]) -> None:
         await process.stdin.read()
+        process.stdout.write(output)
+        process.exit(0)
+
+    return run
+
+
+def delayed(output: bytes, seconds: float) -> Behaviour:
+    """A session that answers with a recorded probe output after a while."""
+
+    async def run(process: asyncssh.SSHServerProcess[bytes]) -> None:
+        await process.stdin.read()
+        await asyncio.sleep(seconds)
         process.stdout.write(output)
         process.exit(0)
 
@@ -286,3 +310,38 @@ def fail_with(status: int, stderr: bytes) -> Behaviour:
         process.exit(status)
 
     return run
+
+
+FLEETCOMPAT = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "fleetcompat"
+
+
+def cli_env(home: Path) -> dict[str, str]:
+    """An environment that keeps the user's ~/.ssh and agent out of a test run."""
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    env["HOME"] = str(home)
+    env["FLEETCOMPAT_KNOWN_HOSTS"] = str(home / "known_hosts")
+    env.pop("FLEETCOMPAT_DB", None)
+    return env
+
+
+def fleetcompat_command() -> list[str]:
+    """How to run the CLI: the venv's script, else the module."""
+    if FLEETCOMPAT.exists():
+        return [str(FLEETCOMPAT)]
+    import sys
+
+    return [sys.executable, "-c", "from fleetcompat.cli.main import main; main()"]
+
+
+async def run_cli(home: Path, *args: str, timeout: float = 60) -> tuple[int, str, str]:
+    """Run `fleetcompat ARGS` in a subprocess; (exit status, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        *fleetcompat_command(),
+        *args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(home),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

@@ -1,0 +1,228 @@
+"""The collector against misbehaving peers of our own, through the real CLI.
+
+Each peer is wrong in one way; every host must end with exactly one outcome and a
+reason that says what happened, and the run must end within the per-host deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from fleetcompat.probe import run_local_probe
+from tests import sshd as peers
+from tests.sshd import Peer, keygen, run_cli
+
+pytestmark = pytest.mark.sshd
+
+
+@pytest.fixture(scope="module")
+def recorded_output() -> bytes:
+    """A real probe output: this machine's, as a host would send it."""
+    return run_local_probe()
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[list[Peer]]:
+    """Peers started by a test, closed after it."""
+    running: list[Peer] = []
+    yield running
+    for peer in running:
+        peer.close()
+
+
+def inventory(path: Path, key: Path, hosts: dict[str, tuple[str, int]]) -> Path:
+    """An inventory file naming each host by address and port."""
+    lines = [
+        "all:",
+        "  vars:",
+        "    ansible_user: root",
+        f"    ansible_ssh_private_key_file: {key}",
+        "  hosts:",
+    ]
+    for name, (address, port) in hosts.items():
+        lines += [
+            f"    {name}:",
+            f"      ansible_host: {address}",
+            f"      ansible_port: {port}",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def test_each_misbehaving_peer_ends_with_its_own_outcome(
+    tmp_path: Path, recorded_output: bytes, started: list[Peer]
+) -> None:
+    key = keygen(tmp_path / "id_ed25519")
+    made = {
+        "good": await peers.ssh_peer(peers.serve_output(recorded_output)),
+        "silent": await peers.silent_tcp(),
+        "stalls": await peers.ssh_peer(peers.stall),
+        "closes": await peers.ssh_peer(peers.close_midway(recorded_output)),
+        "endless": await peers.ssh_peer(peers.endless),
+        "rejects": await peers.ssh_peer(
+            peers.serve_output(recorded_output), refuse_keys=True
+        ),
+        "fails": await peers.ssh_peer(peers.fail_with(3, b"probe: disk on fire\n")),
+        "garbage": await peers.ssh_peer(peers.serve_output(b"hello, world\n")),
+        "unknown": await peers.ssh_peer(peers.serve_output(recorded_output)),
+        "changed": await peers.ssh_peer(peers.serve_output(recorded_output)),
+    }
+    started.extend(made.values())
+    impostor = asyncssh.generate_private_key("ssh-ed25519")
+    known = "".join(
+        p.known_hosts_line() for n, p in made.items() if n not in ("silent", "unknown")
+    )
+    known = known.replace(
+        made["changed"].known_hosts_line(),
+        Peer(
+            "127.0.0.1", made["changed"].port, lambda: None, impostor
+        ).known_hosts_line(),
+    )
+    (tmp_path / "known_hosts").write_text(known)
+    hosts = {name: (p.address, p.port) for name, p in made.items()}
+    hosts["closed"] = ("127.0.0.1", peers.free_port())
+    inv = inventory(tmp_path / "inv.yaml", key, hosts)
+
+    status, out, err = await run_cli(
+        tmp_path,
+        "collect",
+        "-i",
+        str(inv),
+        "--db",
+        str(tmp_path / "f.db"),
+        "--timeout",
+        "3",
+        "-o",
+        "json",
+    )
+
+    summary = json.loads(out)
+    outcomes = {h["name"]: (h["outcome"], h["reason"]) for h in summary["hosts"]}
+    expected = {
+        "good": ("ok", ""),
+        "silent": ("timeout", "(connect)"),
+        "stalls": ("timeout", "(probe)"),
+        "closes": ("probe-failed", "connection closed before the probe finished"),
+        "endless": ("output-oversized", "more than"),
+        "rejects": ("auth-failed", "refused every key"),
+        "fails": ("probe-failed", "status 3; stderr: probe: disk on fire"),
+        "garbage": ("output-invalid", "not fleetcompat probe output"),
+        "unknown": ("hostkey-unknown", "not in known_hosts"),
+        "changed": ("hostkey-mismatch", "does not match"),
+        "closed": ("refused", "refused the connection"),
+    }
+    assert status == 3, err
+    for name, (outcome, reason) in expected.items():
+        assert outcomes[name][0] == outcome, (name, outcomes[name])
+        assert reason in outcomes[name][1], (name, outcomes[name])
+    assert summary["status"] == "partial"
+
+
+async def test_accept_new_records_unknown_keys_but_never_a_changed_one(
+    tmp_path: Path, recorded_output: bytes, started: list[Peer]
+) -> None:
+    key = keygen(tmp_path / "id_ed25519")
+    fresh = await peers.ssh_peer(peers.serve_output(recorded_output))
+    changed = await peers.ssh_peer(peers.serve_output(recorded_output))
+    started.extend([fresh, changed])
+    impostor = Peer(
+        "127.0.0.1",
+        changed.port,
+        lambda: None,
+        asyncssh.generate_private_key("ssh-ed25519"),
+    )
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(impostor.known_hosts_line())
+    inv = inventory(
+        tmp_path / "inv.yaml",
+        key,
+        {
+            "fresh": (fresh.address, fresh.port),
+            "changed": (changed.address, changed.port),
+        },
+    )
+    db = str(tmp_path / "f.db")
+
+    first = await run_cli(
+        tmp_path,
+        "collect",
+        "-i",
+        str(inv),
+        "--db",
+        db,
+        "--known-hosts",
+        "accept-new",
+        "-o",
+        "json",
+    )
+    second = await run_cli(
+        tmp_path,
+        "collect",
+        "-i",
+        str(inv),
+        "--db",
+        db,
+        "--limit",
+        "fresh",
+        "-o",
+        "json",
+    )
+
+    outcomes = {h["name"]: h["outcome"] for h in json.loads(first[1])["hosts"]}
+    assert outcomes == {"fresh": "ok", "changed": "hostkey-mismatch"}
+    assert fresh.known_hosts_line() in known_hosts.read_text()
+    assert second[0] == 0, second[2]
+
+
+async def test_transient_drops_are_retried_and_counted(
+    tmp_path: Path, recorded_output: bytes, started: list[Peer]
+) -> None:
+    key = keygen(tmp_path / "id_ed25519")
+    flaky = await peers.ssh_peer(peers.serve_output(recorded_output), drop_first=2)
+    started.append(flaky)
+    (tmp_path / "known_hosts").write_text(flaky.known_hosts_line())
+    inv = inventory(tmp_path / "inv.yaml", key, {"flaky": (flaky.address, flaky.port)})
+
+    status, out, err = await run_cli(
+        tmp_path,
+        "collect",
+        "-i",
+        str(inv),
+        "--db",
+        str(tmp_path / "f.db"),
+        "-o",
+        "json",
+    )
+
+    host = json.loads(out)["hosts"][0]
+    assert status == 0, err
+    assert (host["outcome"], host["attempts"]) == ("ok", 3)
+
+
+async def test_failed_run_keeps_the_earlier_good_snapshot(
+    tmp_path: Path, recorded_output: bytes, started: list[Peer]
+) -> None:
+    key = keygen(tmp_path / "id_ed25519")
+    good = await peers.ssh_peer(peers.serve_output(recorded_output))
+    started.append(good)
+    (tmp_path / "known_hosts").write_text(good.known_hosts_line())
+    inv = inventory(tmp_path / "inv.yaml", key, {"h": (good.address, good.port)})
+    db = tmp_path / "f.db"
+    await run_cli(tmp_path, "collect", "-i", str(inv), "--db", str(db))
+    good.close()
+
+    status, _, err = await run_cli(tmp_path, "collect", "-i", str(inv), "--db", str(db))
+    hosts = await run_cli(tmp_path, "hosts", "--db", str(db), "-o", "json")
+
+    row = json.loads(hosts[1])[0]
+    assert status == 3
+    assert row["outcome"] == "refused"
+    assert row["last_ok_at"] is not None and row["feature_set"] is not None
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from feature_sets").fetchone() == (1,)
