@@ -15,6 +15,7 @@
 #   F <bytes> <path>                 file content follows: <bytes> bytes, then \n
 #   T <bytes> <path>                 as F, cut at the per-file bound
 #   Z <bytes> <path>                 gzip file, decompressed content follows
+#   X <bytes> <path>                 binary file as od -An -tx1 prints it follows
 #   D <count> <path>                 directory: <count> escaped names follow
 #   L <path>                         symlink: one escaped target line follows
 #   E <path>                         exists (only existence was asked)
@@ -124,6 +125,24 @@ gzfile() {
 	fi
 }
 
+hexfile() {
+	# hexfile PATH: record a binary file as hex bytes (od), for /proc/self/auxv.
+	over && return 0
+	esc "$1"
+	f=$R$1
+	if [ -f "$f" ] && c=$(od -An -v -tx1 "$f" 2>/dev/null && echo x); then
+		case $c in
+		*x)
+			c=${c%x}
+			emit "X ${#c} $E"
+			emit "$c"
+			return 0
+			;;
+		esac
+	fi
+	if [ -e "$f" ]; then emit "U $E"; else emit "A $E"; fi
+}
+
 exists() {
 	# exists PATH: record only whether the path exists.
 	over && return 0
@@ -202,6 +221,9 @@ TOTAL=22
 # cpu: /proc/cpuinfo stands in for the CPUID instruction and the auxiliary vector.
 file /proc/cpuinfo
 file /proc/sysinfo
+# The auxiliary vector (of the od reading it) holds the HWCAP bits NFD reads on
+# arm, arm64, ppc64le and s390x; a captured root has no live one.
+[ -n "$R" ] || hexfile /proc/self/auxv
 file /proc/sys/kernel/arch
 file /sys/hypervisor/type
 file /sys/devices/cpu_atom/cpus

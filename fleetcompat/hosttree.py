@@ -58,6 +58,10 @@ class HostTree:
         """A gzip file's decompressed text, or None if absent; raises Unreadable."""
         raise NotImplementedError
 
+    def read_bytes(self, path: str) -> bytes | None:
+        """A binary file's bytes, or None if absent; raises Unreadable."""
+        raise NotImplementedError
+
     def list_dir(self, path: str) -> list[str] | None:
         """The sorted entry names of a directory, or None if absent."""
         raise NotImplementedError
@@ -149,6 +153,10 @@ class RootTree(HostTree):
         except OSError as exc:
             raise Unreadable(path, exc.strerror or "cannot read") from None
 
+    def read_bytes(self, path: str) -> bytes | None:
+        """A binary file's bytes, or None if absent; raises Unreadable."""
+        return self._read_bytes(path)
+
     def read_text(self, path: str, limit: int | None = None) -> str | None:
         """The file's text, or None if absent; raises Unreadable (TooLarge)."""
         data = self._read_bytes(path, limit)
@@ -197,6 +205,7 @@ class RootTree(HostTree):
 
 FILE = "file"
 GZIP = "gzip"
+HEX = "hex"
 DIR = "dir"
 LINK = "link"
 EXISTS = "exists"
@@ -250,6 +259,20 @@ class RecordTree(HostTree):
         if record.kind == GZIP:
             return record.text
         raise Unreadable(path, "could not be decompressed on the host")
+
+    def read_bytes(self, path: str) -> bytes | None:
+        """A binary file's bytes, or None if absent; raises Unreadable."""
+        record = self._get(path)
+        if record is None or record.kind in (ABSENT, LINK):
+            return None
+        if record.kind == HEX:
+            try:
+                return bytes.fromhex("".join(record.text.split()))
+            except ValueError:
+                raise Unreadable(path, "garbled hex dump") from None
+        if record.kind == FILE:
+            return record.text.encode()
+        raise Unreadable(path, "unreadable")
 
     def list_dir(self, path: str) -> list[str] | None:
         """The sorted entry names of a directory, or None if absent."""

@@ -19,6 +19,7 @@ from fleetcompat.hosttree import (
     EXISTS,
     FILE,
     GZIP,
+    HEX,
     LINK,
     UNREADABLE,
     Record,
@@ -38,7 +39,7 @@ MAX_RECORDS = 200_000
 ROOT_ENV = "FLEETCOMPAT_ROOT"
 """The environment variable that points the probe at a captured root."""
 
-_CONTENT_KINDS = {b"F": FILE, b"T": FILE, b"Z": GZIP}
+_CONTENT_KINDS = {b"F": FILE, b"T": FILE, b"Z": GZIP, b"X": HEX}
 _BARE_KINDS = {b"E": EXISTS, b"A": ABSENT, b"U": UNREADABLE}
 
 

@@ -220,3 +220,21 @@ def test_probe_under_busybox_reads_a_real_capture_as_dash_does(
         discover_host(tree).features
         == discover_host(HostTree.from_root(capture)).features
     )
+
+
+def test_probe_under_busybox_records_the_auxv_of_this_machine(
+    busybox_path: Path,
+) -> None:
+    env = {"PATH": str(busybox_path), "HOME": "/"}
+    done = subprocess.run(
+        [str(busybox_path / "sh"), "-s"],
+        input=probe_script(),
+        capture_output=True,
+        env=env,
+        check=True,
+    )
+
+    tree = parse_probe_output(done.stdout, "busybox")
+
+    assert tree.read_bytes("/proc/self/auxv")
+    assert discover_host(tree).features.flags["cpu.cpuid"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from fleetcompat.discovery import cpuinfo as arch
+from fleetcompat.discovery import hwcaps
 from fleetcompat.discovery.cpuinfo import CpuInfo
 from fleetcompat.discovery.x86flags import klauspost_flags
 from fleetcompat.features import Features
@@ -102,7 +103,7 @@ def discover(tree: HostTree, notes: list[str]) -> Features:
         )
         features.attributes["cpu.topology"] = topology(tree)
         return features
-    flags = cpuid_flags(info, host, notes)
+    flags = cpuid_flags(tree, info, host, notes)
     if flags is not None and host == arch.X86_64 and _hybrid(tree):
         flags.add("HYBRID_CPU")
     if flags is not None:
@@ -110,7 +111,7 @@ def discover(tree: HostTree, notes: list[str]) -> Features:
     if host == arch.X86_64:
         features.attributes["cpu.cpuid"] = {}
         _note_cpuid_gaps(info, notes)
-    features.attributes["cpu.model"] = model(tree, info, host, notes)
+    features.attributes["cpu.model"] = model(tree, info, host, flags or set(), notes)
 
     x86 = host == arch.X86_64
     cstate = detect_cstate(tree) if x86 else {}
@@ -141,8 +142,20 @@ def _note_cpuid_gaps(info: CpuInfo, notes: list[str]) -> None:
         )
 
 
-def cpuid_flags(info: CpuInfo, host: str, notes: list[str]) -> set[str] | None:
-    """cpu.cpuid flags for the architecture, or None when files cannot tell."""
+def cpuid_flags(
+    tree: HostTree, info: CpuInfo, host: str, notes: list[str]
+) -> set[str] | None:
+    """cpu.cpuid flags for the architecture, or None when files cannot tell.
+
+    Outside x86 the HWCAP bits of the auxiliary vector are used when the probe
+    recorded it (exactly what NFD reads); /proc/cpuinfo, which lists the same bits
+    by name, otherwise.
+    """
+    caps = hwcaps.read_hwcaps(tree, host) if host != arch.X86_64 else None
+    if caps is not None:
+        named = hwcaps.hwcap_flags(host, *caps)
+        if named is not None:
+            return named
     if host == arch.X86_64:
         vendor = x86_vendor(info)
         family, model_id = _int(info.first("cpu family")), _int(info.first("model"))
@@ -159,18 +172,26 @@ def cpuid_flags(info: CpuInfo, host: str, notes: list[str]) -> set[str] | None:
         names = (info.first("features") or "").upper().split()
         return {name for name in names if name in S390X_HWCAPS}
     if host == arch.PPC64LE:
-        notes.append("cpu: ppc64le cpuid flags come from AT_HWCAP only; left out")
+        notes.append(
+            "cpu: ppc64le cpuid flags come from AT_HWCAP, which this capture lacks; "
+            "left out"
+        )
         return None
     return set()
 
 
-def model(tree: HostTree, info: CpuInfo, host: str, notes: list[str]) -> dict[str, str]:
-    """cpu.model: vendor_id, family and id as klauspost reports them, hypervisor."""
+def model(
+    tree: HostTree, info: CpuInfo, host: str, flags: set[str], notes: list[str]
+) -> dict[str, str]:
+    """cpu.model: vendor_id, family and id as klauspost reports them, hypervisor.
+
+    On arm64 klauspost reads the MIDR only when the CPUID hwcap is set (`flags`).
+    """
     vendor, family, model_id = "VendorUnknown", 0, 0
     if host == arch.X86_64:
         vendor = x86_vendor(info)
         family, model_id = _int(info.first("cpu family")), _int(info.first("model"))
-    elif host == arch.ARM64 and "cpuid" in (info.first("Features") or "").split():
+    elif host == arch.ARM64 and "CPUID" in flags:
         implementer = _int(info.first("CPU implementer"))
         vendor = ARM_IMPLEMENTERS.get(implementer, "VendorUnknown")
         # MIDR_EL1: variant in bits 23:20, architecture (0xF on ARMv8) in 19:16.
