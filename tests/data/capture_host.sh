@@ -4,7 +4,8 @@
 #   sh tests/data/capture_host.sh [DEST]      (default tests/data/hosts/this-machine)
 #
 # It runs collectors/probe.sh and writes each record back as a file under DEST:
-# file contents as files, /proc/config.gz gzipped again, listed directory entries
+# file contents as files, /proc/config.gz gzipped again, /proc/self/auxv as the
+# bytes the probe's od printed, listed directory entries
 # that hold nothing the probe read as empty files, and paths that only had to
 # exist as directories holding a .keep file (git drops empty directories, so an
 # empty listed directory reads as absent from a checkout; for the directories the
@@ -28,7 +29,10 @@ dest = Path(sys.argv[2])
 records = {k: v for k, v in tree.records.items() if "\0" not in k}
 for path, record in sorted(records.items()):
     target = dest / path.lstrip("/")
-    if record.kind in ("file", "gzip"):
+    if record.kind == "hex":
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(bytes.fromhex("".join(record.text.split())))
+    elif record.kind in ("file", "gzip"):
         target.parent.mkdir(parents=True, exist_ok=True)
         data = record.text.encode()
         target.write_bytes(gzip.compress(data, mtime=0) if record.kind == "gzip" else data)
