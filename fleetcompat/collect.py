@@ -561,13 +561,19 @@ class _Fleet:
         paths = [str(Path(spec.key_file).expanduser())] if spec.key_file else []
         return paths + [p for p in config.identity_files if p not in paths]
 
-    def client_keys(self, spec: HostSpec | Endpoint) -> list[asyncssh.SSHKeyPair]:
-        """Keys offered to a host: its files, then the agent's, else the defaults."""
-        address = spec.address if isinstance(spec, HostSpec) else spec.host
+    def client_keys(
+        self, spec: HostSpec | Endpoint, inherited: tuple[str, ...] = ()
+    ) -> list[asyncssh.SSHKeyPair]:
+        """Keys offered to a host: its files, then the agent's, else the defaults.
+
+        A bastion is offered its own ssh config keys and then `inherited`, the key
+        files of the host that needs it (a fleet's key usually opens its bastion).
+        """
         if isinstance(spec, HostSpec):
             paths = self._key_paths(spec)
         else:
-            paths = list(self.ssh_config.resolve(address, spec.user).identity_files)
+            config = self.ssh_config.resolve(spec.host, spec.user)
+            paths = list(dict.fromkeys(config.identity_files + inherited))
         keys: list[asyncssh.SSHKeyPair] = []
         for path in paths:
             loaded = self.keys.get(path)
@@ -630,7 +636,8 @@ class _Fleet:
             return await _run_local(script, self.options)
 
         target = self.resolve(spec)
-        tunnel = await self.bastion(target.jump) if target.jump else None
+        inherited = tuple(self._key_paths(spec))
+        tunnel = await self.bastion(target.jump, inherited) if target.jump else None
         conn = await self.connect(target, phase, tunnel)
         try:
             phase.name = "probe"
@@ -646,7 +653,9 @@ class _Fleet:
         prefix = f"FLEETCOMPAT_ROOT={shlex.quote(root)}\nexport FLEETCOMPAT_ROOT\n"
         return prefix.encode() + self.script
 
-    def resolve(self, spec: HostSpec | Endpoint) -> _Target:
+    def resolve(
+        self, spec: HostSpec | Endpoint, inherited: tuple[str, ...] = ()
+    ) -> _Target:
         """Where to connect, as the inventory and ~/.ssh/config say together."""
         if isinstance(spec, HostSpec):
             given, port, user, jump = spec.address, spec.port, spec.user, spec.jump
@@ -662,9 +671,16 @@ class _Fleet:
             host=config.hostname or given,
             port=port or config.port or 22,
             user=user or config.user or self.ssh_config.local_user,
-            keys=self.client_keys(spec),
+            keys=self.client_keys(spec, inherited),
             jump=jump or (),
         )
+
+    def jump_of(self, spec: HostSpec) -> tuple[Endpoint, ...]:
+        """The jump chain in front of a host (empty for none)."""
+        if spec.jump is not None:
+            return spec.jump
+        config = self.ssh_config.resolve(spec.address, spec.user)
+        return _parse_jump(config.proxy_jump) or ()
 
     async def connect(
         self, target: _Target, phase: _Phase, tunnel: Any = None
@@ -728,7 +744,7 @@ class _Fleet:
         """The bastion's slot a host behind it waits for (a no-op otherwise)."""
         if spec.local:
             return _NoSlot()
-        jump = self.resolve(spec).jump
+        jump = self.jump_of(spec)
         if not jump:
             return _NoSlot()
         limit = int(spec.settings.get("jump_concurrency") or 0)
@@ -739,7 +755,9 @@ class _Fleet:
             )
         return slot
 
-    async def bastion(self, chain: tuple[Endpoint, ...]) -> Any:
+    async def bastion(
+        self, chain: tuple[Endpoint, ...], inherited: tuple[str, ...] = ()
+    ) -> Any:
         """The shared connection to the last bastion of a chain, opened once."""
         task = self.bastions.get(chain)
         if (
@@ -750,7 +768,7 @@ class _Fleet:
         ):
             task = None  # the bastion went away; open it again
         if task is None:
-            task = asyncio.create_task(self._open_bastion(chain))
+            task = asyncio.create_task(self._open_bastion(chain, inherited))
             self.bastions[chain] = task
         try:
             return await asyncio.shield(task)
@@ -759,10 +777,12 @@ class _Fleet:
                 exc.outcome, f"via jump host {chain[-1]}: {exc.reason}"
             ) from None
 
-    async def _open_bastion(self, chain: tuple[Endpoint, ...]) -> Any:
+    async def _open_bastion(
+        self, chain: tuple[Endpoint, ...], inherited: tuple[str, ...]
+    ) -> Any:
         """Open the chain's last bastion, through the ones before it."""
-        tunnel = await self.bastion(chain[:-1]) if len(chain) > 1 else None
-        target = self.resolve(chain[-1])
+        tunnel = await self.bastion(chain[:-1], inherited) if len(chain) > 1 else None
+        target = self.resolve(chain[-1], inherited)
         async with asyncio.timeout(
             self.options.timeouts.connect + self.options.timeouts.auth + 1
         ):
