@@ -69,6 +69,7 @@ def run_audit(
     collect_options: Any = None,
     collect_progress: Any = None,
     progress: Progress | None = None,
+    long_csv: bool = True,
 ) -> AuditResult:
     """Collect the inventory, evaluate every layout image, write the report.
 
@@ -90,7 +91,7 @@ def run_audit(
         fleet, store, limit=limit, options=collect_options, progress=collect_progress
     )
     evaluation = evaluate_fleet(store, catalog, progress=progress)
-    report = write_report(store, evaluation.run_id, out_dir)
+    report = write_report(store, evaluation.run_id, out_dir, long_csv=long_csv)
     lost = tuple(regressions(store, evaluation.run_id))
     tripped = policy_trips(fail_on, evaluation, lost, collected.status != "ok")
     return AuditResult(collected, evaluation, report, lost, tripped)

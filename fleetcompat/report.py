@@ -96,7 +96,7 @@ class ReportFiles:
 
     html: Path
     matrix_csv: Path
-    long_csv: Path
+    long_csv: Path | None
     hosts_csv: Path
 
 
@@ -119,8 +119,14 @@ class RunView:
     """For each result, the index of the image target it came from."""
 
 
-def write_report(store: Store, run_id: int | None, out_dir: Path) -> ReportFiles:
-    """Render a run (the newest evaluation when `run_id` is None) into `out_dir`."""
+def write_report(
+    store: Store, run_id: int | None, out_dir: Path, *, long_csv: bool = True
+) -> ReportFiles:
+    """Render a run (the newest evaluation when `run_id` is None) into `out_dir`.
+
+    `long_csv=False` leaves out results_long.csv, the one file whose size grows
+    with hosts x images (gigabytes at 10,000 x 1,000).
+    """
     view = load_run(store, run_id)
     previous = _previous_view(store, view.run.id)
     out_dir = Path(out_dir)
@@ -129,13 +135,14 @@ def write_report(store: Store, run_id: int | None, out_dir: Path) -> ReportFiles
     files_ = ReportFiles(
         out_dir / "report.html",
         out_dir / "matrix.csv",
-        out_dir / "results_long.csv",
+        out_dir / "results_long.csv" if long_csv else None,
         out_dir / "hosts.csv",
     )
     features = _host_facts(store, view)
     _write_html(store, view, previous, features, files_.html)
     _write_matrix_csv(view, files_.matrix_csv)
-    _write_long_csv(view, files_.long_csv)
+    if files_.long_csv is not None:
+        _write_long_csv(view, files_.long_csv)
     _write_hosts_csv(view, features, files_.hosts_csv)
     return files_
 

@@ -234,7 +234,6 @@
       box.append(hostList(hosts, 40));
       body.append(box);
     }
-    location.hash = "#detail";
   }
   function showGroup(g) {
     const body = detail(g.hosts.length + " hosts with the same verdicts");
@@ -243,6 +242,7 @@
   }
   function showImage(c) {
     const img = D.images[c];
+    remember("image", img.name);
     const body = detail("Image " + img.name);
     const k = imageCounts[c];
     body.append(el("p", null, ["C", "I", "E", "N"].flatMap((l) => [badge(l), " " + k[l] + "  "])));
@@ -284,6 +284,7 @@
   }
   function showHost(h) {
     const host = D.hosts[h];
+    remember("host", host[0]);
     const body = detail("Host " + host[0]);
     const facts = el("table", { cls: "counts" });
     const unit = host[1] >= 0 ? D.units[host[1]] : null;
@@ -356,7 +357,30 @@
   document.getElementById("i-sort").addEventListener("input", () => { iState.page = 0; renderImages(); });
   document.getElementById("h-search").addEventListener("input", () => { hState.page = 0; renderHosts(); });
 
+  // Links to a host's or an image's page: report.html#host=NAME, #image=NAME.
+  let current = "";
+  function remember(kind, name) {
+    current = "#" + kind + "=" + encodeURIComponent(name);
+    if (location.hash !== current) history.replaceState(null, "", current);
+  }
+  function route() {
+    if (location.hash === current) return;
+    const match = /^#(host|image)=(.*)$/.exec(location.hash);
+    if (!match) return;
+    let name;
+    try { name = decodeURIComponent(match[2]); } catch (e) { return; }
+    if (match[1] === "host") {
+      const i = D.hosts.findIndex((h) => h[0] === name);
+      if (i >= 0) showHost(i);
+    } else {
+      const c = D.images.findIndex((img) => img.name === name);
+      if (c >= 0) showImage(c);
+    }
+  }
+  window.addEventListener("hashchange", route);
+
   renderMatrix();
+  route();
   renderImages();
   renderHosts();
   document.body.setAttribute("data-ready", "true");

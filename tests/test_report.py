@@ -238,3 +238,26 @@ def test_evaluate_exits_partial_when_a_host_has_no_snapshot(tmp_path: Path) -> N
     summary = json.loads(result.output)
     assert summary["hosts_not_evaluated"] == 1
     assert summary["cells"]["not-evaluated"] == 5
+
+
+def test_report_can_leave_out_the_long_csv(tmp_path: Path) -> None:
+    store = Store(tmp_path / "fleet.db")
+    fill(store, hosts_per_machine=1)
+    evaluate_fleet(store, scan_layouts([EXAMPLE_LAYOUT]))
+    store.close()
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "report",
+            "--db",
+            str(tmp_path / "fleet.db"),
+            "--out",
+            str(tmp_path / "r"),
+            "--no-long-csv",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert written == ["hosts.csv", "matrix.csv", "report.html"]

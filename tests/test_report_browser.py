@@ -192,3 +192,17 @@ def test_injected_markup_in_host_and_spec_values_stays_inert(visit: Visit) -> No
     assert page.evaluate("document.querySelectorAll('img, svg[onload], b').length") == 0
     assert page.evaluate("document.querySelectorAll('script').length") == 2
     assert visit.console == []
+
+
+def test_a_host_page_has_a_link_of_its_own(visit: Visit, report) -> None:
+    html, _ = report
+    page = visit.page
+
+    page.goto(html.as_uri() + "#host=dpdk-1")
+    page.wait_for_selector("body[data-ready=true]")
+
+    assert page.locator("#detail-title").inner_text() == "Host dpdk-1"
+    assert "module nvidia not loaded" in page.locator("#detail-body").inner_text()
+    page.locator("#detail-body button.link", has_text="cuda-inference").first.click()
+    assert page.url.endswith("#image=cuda-inference%3A12.4")
+    assert visit.console == []

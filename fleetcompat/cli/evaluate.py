@@ -108,8 +108,14 @@ def _print_evaluation(result: Any) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for report.html, matrix.csv, results_long.csv, hosts.csv.",
 )
+@click.option(
+    "--long-csv/--no-long-csv",
+    default=True,
+    show_default=True,
+    help="Write results_long.csv (large: a row per failing expression per host).",
+)
 @verbosity_options
-def report(db: str, run_id: int | None, out_dir: Path) -> None:
+def report(db: str, run_id: int | None, out_dir: Path, long_csv: bool) -> None:
     """Write the HTML report and CSV files of a stored evaluation run.
 
     The HTML file is self-contained (no network): a summary with changes since
@@ -131,7 +137,7 @@ def report(db: str, run_id: int | None, out_dir: Path) -> None:
     from fleetcompat.store import Store
 
     with Store(db) as store:
-        written = write_report(store, run_id, out_dir)
+        written = write_report(store, run_id, out_dir, long_csv=long_csv)
     click.echo(str(written.html))
 
 
@@ -182,6 +188,12 @@ def report(db: str, run_id: int | None, out_dir: Path) -> None:
     show_default=True,
     help="As for collect: strict, or accept and record new hosts' keys.",
 )
+@click.option(
+    "--long-csv/--no-long-csv",
+    default=True,
+    show_default=True,
+    help="Write results_long.csv (large: a row per failing expression per host).",
+)
 @output_option("table", "json")
 @verbosity_options
 def audit(
@@ -194,6 +206,7 @@ def audit(
     concurrency: int,
     timeout: float,
     known_hosts: str,
+    long_csv: bool,
     output: str,
 ) -> None:
     """Collect, evaluate and report in one go: the nightly job.
@@ -242,6 +255,7 @@ def audit(
             limit=limit,
             collect_options=options,
             progress=_progress,
+            long_csv=long_csv,
         )
 
     if output == "json":
