@@ -261,3 +261,22 @@ def test_report_can_leave_out_the_long_csv(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     written = sorted(p.name for p in (tmp_path / "r").iterdir())
     assert written == ["hosts.csv", "matrix.csv", "report.html"]
+
+
+def test_a_host_whose_last_collection_failed_is_named_with_its_old_snapshot(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "fleet.db")
+    fill(store, hosts_per_machine=1)
+    store.save_snapshot(
+        Host("gpu-0"), run_id=None, source="ssh", status="refused", error="port 22"
+    )
+    run = evaluate_fleet(store, scan_layouts([EXAMPLE_LAYOUT]))
+
+    written = write_report(store, run.run_id, tmp_path / "out")
+
+    summary = written.html.read_text().split('id="summary"')[1].split("</section>")[0]
+    assert "refused: port 22" in summary
+    assert "evaluated from the snapshot of" in summary
+    hosts = pd.read_csv(written.hosts_csv, dtype=str, keep_default_na=False)
+    assert hosts[hosts.host == "gpu-0"].iloc[0].status == "ok"
