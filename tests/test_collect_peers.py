@@ -226,3 +226,51 @@ async def test_failed_run_keeps_the_earlier_good_snapshot(
     assert row["last_ok_at"] is not None and row["feature_set"] is not None
     with sqlite3.connect(db) as conn:
         assert conn.execute("select count(*) from feature_sets").fetchone() == (1,)
+
+
+async def test_ssh_config_supplies_hostname_port_user_and_key(
+    tmp_path: Path, recorded_output: bytes, started: list[Peer]
+) -> None:
+    key = keygen(tmp_path / "id_ed25519")
+    peer = await peers.ssh_peer(peers.serve_output(recorded_output))
+    started.append(peer)
+    (tmp_path / "known_hosts").write_text(peer.known_hosts_line())
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text(
+        f"Host box-*\n  HostName 127.0.0.1\n  Port {peer.port}\n  User root\n"
+        f"  IdentityFile {key}\n"
+    )
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("all:\n  hosts:\n    box-1:\n")
+
+    status, out, err = await run_cli(
+        tmp_path, "collect", "-i", str(inv), "--db", str(tmp_path / "f.db")
+    )
+
+    assert status == 0, err + out
+
+
+async def test_demo_inventory_collects_this_machine_and_marks_the_offline_host(
+    tmp_path: Path,
+) -> None:
+    from tests.conftest import REPO
+
+    db = tmp_path / "f.db"
+
+    status, out, err = await run_cli(
+        tmp_path,
+        "collect",
+        "-i",
+        str(REPO / "examples" / "inventory.yaml"),
+        "--db",
+        str(db),
+    )
+    listing = await run_cli(tmp_path, "hosts", "--db", str(db), "-o", "json")
+
+    rows = {row["name"]: row for row in json.loads(listing[1])}
+    assert status == 3, err
+    assert "offline-demo" in out and "refused" in out
+    assert rows["localhost"]["outcome"] == "ok"
+    assert rows["localhost"]["source"] == "local"
+    assert rows["offline-demo"]["outcome"] == "refused"
+    assert rows["offline-demo"]["last_ok_at"] is None
