@@ -580,8 +580,8 @@ class _Fleet:
             if loaded is None:
                 loaded = self.keys[path] = _load_key(path)
             if isinstance(loaded, str):
-                explicit = isinstance(spec, HostSpec) and spec.key_file
-                if explicit and Path(spec.key_file or "").expanduser() == Path(path):
+                given = spec.key_file if isinstance(spec, HostSpec) else None
+                if given and Path(given).expanduser() == Path(path):
                     raise CollectError(AUTH_FAILED, loaded)
                 continue
             keys.extend(loaded)
@@ -846,7 +846,7 @@ class _Transient(Exception):
     """A failure worth another attempt (a connection reset before auth)."""
 
 
-class _Client(asyncssh.SSHClient):  # type: ignore[misc]
+class _Client(asyncssh.SSHClient):
     """Checks host keys by policy and moves the deadline from connect to auth."""
 
     def __init__(
@@ -977,7 +977,7 @@ async def _tcp_connect(host: str, port: int) -> socket.socket:
     raise CollectError(UNREACHABLE, f"{host}:{port} unreachable: {reason}")
 
 
-class _ProbeSession(asyncssh.SSHClientSession):  # type: ignore[misc]
+class _ProbeSession(asyncssh.SSHClientSession[bytes]):
     """Collects a probe's stdout (bounded) and stderr (an excerpt) and its exit."""
 
     def __init__(self, limit: int) -> None:

@@ -126,16 +126,17 @@ class Inventory:
 
     def _match(self, term: str, pattern: str) -> set[str]:
         """Host names one term matches, by host name or group name."""
+        regex = None
         if term.startswith("~"):
             try:
                 regex = re.compile(term[1:])
             except re.error as exc:
                 raise InventoryError(f"--limit {pattern}: {term}: {exc}") from None
-            hit = regex.match
-        else:
 
-            def hit(name: str) -> bool:
-                return fnmatch.fnmatchcase(name, term)
+        def hit(name: str) -> bool:
+            if regex is not None:
+                return regex.match(name) is not None
+            return fnmatch.fnmatchcase(name, term)
 
         found = {h.name for h in self.hosts if hit(h.name)}
         for group, members in self.groups.items():
@@ -150,7 +151,7 @@ class Inventory:
 
 def _terms(pattern: str) -> list[str]:
     """The terms of a limit pattern; colons separate only when not an IPv6 address."""
-    terms = []
+    terms: list[str] = []
     for part in pattern.split(","):
         part = part.strip()
         pieces = part.split(":") if part.count(":") == 1 else [part]
@@ -329,21 +330,21 @@ def parse_inventory(text: str | bytes, source: str) -> Inventory:
     reader = _Reader(data, source, text)
     members = {name: reader.members(name) for name in reader.groups}
     host_groups: dict[str, list[str]] = {name: [] for name in reader.order}
-    for group, hosts in members.items():
-        for host in hosts:
-            host_groups[host].append(group)
+    for group_name, member_names in members.items():
+        for member in member_names:
+            host_groups[member].append(group_name)
 
-    hosts = []
+    hosts: list[HostSpec] = []
     for name in reader.order:
-        groups = sorted(
+        ordered = sorted(
             (reader.groups[g] for g in set(host_groups[name])),
             key=lambda g: (reader.depth(g.name), _priority(g), g.name),
         )
         variables: dict[str, Any] = {}
-        for group in groups:
+        for group in ordered:
             variables.update(group.vars)
         variables.update(reader.host_vars[name])
-        names = tuple(g.name for g in groups if g.name not in ("all", "ungrouped"))
+        names = tuple(g.name for g in ordered if g.name not in ("all", "ungrouped"))
         hosts.append(_host_spec(name, variables, names, reader))
 
     if not hosts:
