@@ -39,7 +39,7 @@ ODD_TREE: dict[str, Any] = {
     "/sys/class/net/eth 0/operstate": "up\n",
     "/sys/class/net/eth 0/mtu": "1500\n",
     "/etc/os-release": ("link", "../usr/lib/os-release"),
-    "/usr/lib/os-release": 'ID="odd"\nVERSION_ID=1.2\n',
+    "/usr/lib/os-release": 'ID="odd"\nVERSION_ID=1.2\nNAME="Débian 日本"\n',
 }
 
 
@@ -73,6 +73,7 @@ def test_odd_file_names_survive_the_probe(tmp_path: Path) -> None:
     ]
     assert from_probe.features.attributes["kernel.config"] == {"A": "y"}
     assert from_probe.features.attributes["system.osrelease"]["ID"] == "odd"
+    assert from_probe.features.attributes["system.osrelease"]["NAME"] == "Débian 日本"
 
 
 def test_special_file_is_marked_unreadable_not_absent(tmp_path: Path) -> None:
