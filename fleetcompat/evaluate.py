@@ -20,16 +20,7 @@ How it stays fast on a fleet that repeats itself:
 - A spec that reads `system.name` (NFD's node name) is projected per host, since
   the name is each host's own.
 
-Which artifact a host gets: the host's architecture is derived from its features
-(`host_architecture`): the `cpu.cpuid` flags NFD reports are architecture-specific
-(X86_64_V1/SSE2 on amd64, ASIMD/FP on arm64, THUMB/NEON/VFP on 32-bit arm, PPC64 or
-ALTIVEC on ppc64le, ZARCH/ESAN3 on s390x), and as a fallback the `.x86_64`-style
-suffix of `kernel.version.full` (RHEL-like kernels). An image's artifact for
-platform `linux/<arch>[/variant]` is used for hosts of that architecture; an
-artifact of a single-manifest image, or one chosen for no platform, is used for
-every host. A host whose architecture cannot be told (RISC-V, which NFD reports no
-CPUID flags for, or features without `cpu.cpuid`) gets only such
-platform-independent artifacts; other cells are "not evaluated: platform mismatch".
+Which artifact a host gets is decided in `fleetcompat.platforms`.
 
 Verdicts per host x image: compatible, incompatible, error (a spec that cannot be
 parsed, or a rule error NFD would abort on), or not evaluated with the reason. NFD
@@ -47,13 +38,21 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from fleetcompat.errors import InputError, RuleError
 from fleetcompat.explain import explain_rule, fix_count, single_fix
 from fleetcompat.features import Features
+from fleetcompat.platforms import (
+    ANY_PLATFORM,
+    ImageTarget,
+    choose_target,
+    host_architecture,
+    platform_arch,
+    unmatched_reason,
+)
 from fleetcompat.store import (
     EvalHost,
     EvalImage,
@@ -62,6 +61,25 @@ from fleetcompat.store import (
     HostStatus,
     Store,
 )
+
+__all__ = [
+    "ANY_PLATFORM",
+    "COMPATIBLE",
+    "ERROR",
+    "INCOMPATIBLE",
+    "NOT_EVALUATED",
+    "EvaluationRun",
+    "ImageTarget",
+    "choose_target",
+    "evaluate_fleet",
+    "evaluate_targets",
+    "holds",
+    "host_architecture",
+    "image_targets",
+    "platform_arch",
+    "project",
+    "unmatched_reason",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,44 +92,11 @@ VERDICTS = (COMPATIBLE, INCOMPATIBLE, ERROR, NOT_EVALUATED)
 RESULT_FORMAT = b"fleetcompat-eval-4\n"
 """Salts projection digests: changing how results are made retires old ones."""
 
-ANY_PLATFORM = ""
 SPEC_ERROR = "spec-error"
 """The projection key of a spec that cannot be parsed: one result for all hosts."""
 
-_ARCH_FLAGS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("amd64", frozenset({"X86_64_V1", "SSE2", "CMOV", "CX8", "X87"})),
-    ("arm64", frozenset({"ASIMD", "FP", "ASIMDHP", "ATOMICS"})),
-    ("arm", frozenset({"THUMB", "NEON", "VFP", "HALF", "SWP", "VFPv3"})),
-    ("ppc64le", frozenset({"PPC64", "ALTIVEC", "PPC_LE", "TRUE_LE", "VSX"})),
-    ("s390x", frozenset({"ZARCH", "ESAN3", "STFLE"})),
-)
-_KERNEL_SUFFIXES = {
-    "x86_64": "amd64",
-    "amd64": "amd64",
-    "aarch64": "arm64",
-    "arm64": "arm64",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-}
-
 Progress = Callable[[str, int, int], None]
 """Called as progress(stage, done, total)."""
-
-
-@dataclass(frozen=True)
-class ImageTarget:
-    """One image and platform with the artifact chosen for it, or why there is none.
-
-    `platform` is `os/arch[/variant]`, or "" for an artifact that applies to every
-    host (a single-manifest image, or one attached to an index with no platform).
-    """
-
-    image: str
-    platform: str
-    artifact: str | None
-    spec: bytes | None
-    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -180,56 +165,6 @@ def evaluate_fleet(
 ) -> EvaluationRun:
     """Evaluate every image of `catalog` on every host of `store`; save the run."""
     return evaluate_targets(store, image_targets(catalog), progress=progress)
-
-
-def host_architecture(features: Features) -> str:
-    """The GOARCH of a host, told from its features; "" when they do not say."""
-    flags = features.flags.get("cpu.cpuid") or set()
-    for arch, marks in _ARCH_FLAGS:
-        if flags & marks:
-            return arch
-    full = (features.attributes.get("kernel.version") or {}).get("full", "")
-    suffix = full.rsplit(".", 1)[-1] if "." in full else ""
-    if suffix in _KERNEL_SUFFIXES:
-        return _KERNEL_SUFFIXES[suffix]
-    vendor = (features.attributes.get("cpu.model") or {}).get("vendor_id", "")
-    if "S390" in vendor.upper():
-        return "s390x"
-    return ""
-
-
-def platform_arch(platform: str) -> str:
-    """The architecture part of `os/arch[/variant]`; "" for any platform."""
-    parts = platform.split("/")
-    return parts[1] if len(parts) > 1 else ""
-
-
-def choose_target(arch: str, targets: Sequence[ImageTarget]) -> ImageTarget | None:
-    """The target a host of `arch` gets among one image's targets, if any."""
-    for target in targets:
-        if arch and target.platform and platform_arch(target.platform) == arch:
-            return target
-    for target in targets:
-        if target.platform == ANY_PLATFORM:
-            return target
-    return None
-
-
-def unmatched_reason(arch: str, platforms: Iterable[tuple[str, str]]) -> str:
-    """Why a host of `arch` got no evaluation of an image.
-
-    `platforms` are the image's (platform, status) pairs, as stored per run.
-    """
-    pairs = list(platforms)
-    for platform, status in pairs:
-        if status != "ok" and (
-            platform == ANY_PLATFORM or (arch and platform_arch(platform) == arch)
-        ):
-            return "no artifact"
-    if not arch:
-        return "platform mismatch: host architecture unknown"
-    names = ", ".join(sorted({p for p, _ in pairs if p})) or "none"
-    return f"platform mismatch: host {arch}, image has {names}"
 
 
 def project(
