@@ -239,3 +239,14 @@ def test_probe_under_busybox_records_the_auxv_of_this_machine(
 
     assert tree.read_bytes("/proc/self/auxv")
     assert discover_host(tree).features.flags["cpu.cpuid"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_file_only_root_may_read_is_marked_unreadable(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "root", {"/proc/swaps": "Filename\n"})
+    (root / "proc" / "swaps").chmod(0)
+
+    tree = parse_probe_output(probe(root), "mode-000")
+
+    assert tree.records["/proc/swaps"].kind == "unreadable"
+    assert "memory.swap" not in discover_host(tree).features.names()
