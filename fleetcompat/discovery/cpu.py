@@ -103,6 +103,7 @@ def discover(tree: HostTree, notes: list[str]) -> Features:
         )
         features.attributes["cpu.topology"] = topology(tree)
         return features
+
     flags = cpuid_flags(tree, info, host, notes)
     if flags is not None and host == arch.X86_64 and _hybrid(tree):
         flags.add("HYBRID_CPU")
