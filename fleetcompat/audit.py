@@ -80,7 +80,8 @@ def run_audit(
     from fleetcompat.errors import InputError
     from fleetcompat.inventory import load_inventory
     from fleetcompat.oci import scan_layouts
-    from fleetcompat.report import regressions, write_report
+    from fleetcompat.report import write_report
+    from fleetcompat.runview import regressions
 
     if fail_on not in POLICIES:
         raise InputError(f"--fail-on: unknown policy {fail_on!r}")

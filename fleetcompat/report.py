@@ -38,17 +38,22 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from fleetcompat.errors import StoreError
 from fleetcompat.evaluate import (
     COMPATIBLE,
     ERROR,
     INCOMPATIBLE,
     NOT_EVALUATED,
-    unmatched_reason,
 )
-from fleetcompat.store import EvalHost, EvalImage, EvalResult, Run, Store
+from fleetcompat.runview import (
+    CODES,
+    RunView,
+    changes,
+    host_row,
+    load_run,
+    previous_run,
+)
+from fleetcompat.store import EvalImage, EvalResult, Store
 
-CODES = {COMPATIBLE: "C", INCOMPATIBLE: "I", ERROR: "E", NOT_EVALUATED: "N"}
 CSV_CELLS = {"C": "yes", "I": "no", "E": "error", "N": "n/a"}
 DRIFT_RUNS = 20
 
@@ -100,25 +105,6 @@ class ReportFiles:
     hosts_csv: Path
 
 
-@dataclass
-class RunView:
-    """A stored evaluation run, arranged for rendering: units x images."""
-
-    run: Run
-    hosts: list[EvalHost]
-    images: list[str]
-    targets: dict[str, list[EvalImage]]
-    results: list[EvalResult]
-    reasons: list[str]
-    unit_of_host: list[int]
-    cells: np.ndarray
-    """units x images: >= 0 a result index, < 0 a reason index as -(i + 1)."""
-    codes: np.ndarray
-    """units x images: the verdict letter's byte (C, I, E, N)."""
-    result_targets: list[int]
-    """For each result, the index of the image target it came from."""
-
-
 def write_report(
     store: Store, run_id: int | None, out_dir: Path, *, long_csv: bool = True
 ) -> ReportFiles:
@@ -128,7 +114,7 @@ def write_report(
     with hosts x images (gigabytes at 10,000 x 1,000).
     """
     view = load_run(store, run_id)
-    previous = _previous_view(store, view.run.id)
+    previous = previous_run(store, view.run.id)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -145,96 +131,6 @@ def write_report(
         _write_long_csv(view, files_.long_csv)
     _write_hosts_csv(view, features, files_.hosts_csv)
     return files_
-
-
-def load_run(store: Store, run_id: int | None = None) -> RunView:
-    """Read a stored evaluation run into a RunView; StoreError when there is none."""
-    if run_id is None:
-        runs = store.runs("evaluate", limit=1)
-        if not runs:
-            raise StoreError(f"{store.path}: no evaluation run yet; run evaluate")
-        run = runs[0]
-    else:
-        run = store.run(run_id)
-        if run.kind != "evaluate":
-            raise StoreError(f"{store.path}: run {run_id} is a {run.kind} run")
-
-    hosts = store.eval_hosts(run.id)
-    rows = store.eval_images(run.id)
-    pairs = store.eval_pairs(run.id)
-    targets: dict[str, list[EvalImage]] = defaultdict(list)
-    for row in rows:
-        targets[row.image].append(row)
-    images = sorted(targets)
-    column = {name: i for i, name in enumerate(images)}
-    per_host = any(row.per_host for row in rows)
-
-    stored = store.eval_results((p.projection, p.artifact) for p in pairs)
-    keys = sorted(stored)
-    result_index = {key: i for i, key in enumerate(keys)}
-    results = [stored[key] for key in keys]
-    result_targets = [0] * len(results)
-
-    unit_of_host = [h.idx if per_host else h.subject for h in hosts]
-    units = len(hosts) if per_host else max((h.subject for h in hosts), default=-1) + 1
-    cells = np.full((units, len(images)), -1, dtype=np.int64)
-    by_row = {row.idx: row for row in rows}
-    hosts_of_subject: dict[int, list[int]] = defaultdict(list)
-    for host in hosts:
-        hosts_of_subject[host.subject].append(host.idx)
-    for pair in pairs:
-        target = by_row[pair.image_idx]
-        index = result_index.get((pair.projection, pair.artifact))
-        if index is None:
-            continue
-        result_targets[index] = target.idx
-        members = list(pair.members)
-        if not target.per_host and per_host:
-            members = [h for m in pair.members for h in hosts_of_subject[m]]
-        cells[members, column[target.image]] = index
-
-    reasons: list[str] = []
-    reason_index: dict[str, int] = {}
-    unit_arch = {unit_of_host[h.idx]: h.arch for h in hosts if h.subject >= 0}
-    for unit in range(units):
-        for col in np.nonzero(cells[unit] < 0)[0]:
-            platforms = [(t.platform, t.status) for t in targets[images[col]]]
-            reason = unmatched_reason(unit_arch.get(unit, ""), platforms)
-            cells[unit, col] = -(reason_index.setdefault(reason, len(reasons)) + 1)
-            if len(reasons) < len(reason_index):
-                reasons.append(reason)
-
-    lookup = np.array(
-        [ord(CODES[r.verdict]) for r in results] or [ord("N")], dtype=np.uint8
-    )
-    codes = np.where(cells >= 0, lookup[np.clip(cells, 0, None)], ord("N")).astype(
-        np.uint8
-    )
-    return RunView(
-        run,
-        hosts,
-        images,
-        dict(targets),
-        results,
-        reasons,
-        unit_of_host,
-        cells,
-        codes,
-        result_targets,
-    )
-
-
-def host_row(view: RunView, host: EvalHost) -> str:
-    """A host's verdict letters, one per image (all N for an unevaluated host)."""
-    if host.status != "ok":
-        return "N" * len(view.images)
-    return bytes(view.codes[view.unit_of_host[host.idx]]).decode()
-
-
-def _previous_view(store: Store, run_id: int) -> RunView | None:
-    """The evaluation run before this one, if any."""
-    earlier = [r for r in store.runs("evaluate") if r.id < run_id]
-    return load_run(store, earlier[0].id) if earlier else None
 
 
 def _host_facts(store: Store, view: RunView) -> dict[str, dict[str, str]]:
@@ -399,80 +295,9 @@ def _summary(store: Store, view: RunView, previous: RunView | None) -> dict[str,
             (g, {letter: c.get(letter, 0) for letter in "CIEN"})
             for g, c in group_counts.items()
         ),
-        "changes": _changes(store, view, previous, rows),
+        "changes": changes(store, view, previous, rows),
         "not_collected": _not_collected(store, view),
     }
-
-
-def _changes(
-    store: Store, view: RunView, previous: RunView | None, rows: dict[str, str]
-) -> dict[str, Any]:
-    """What changed since the previous evaluation run."""
-    if previous is None:
-        return {"previous": None}
-    before_rows = {h.host: host_row(previous, h) for h in previous.hosts}
-    before_col = {name: i for i, name in enumerate(previous.images)}
-    common = [(i, before_col[n]) for i, n in enumerate(view.images) if n in before_col]
-    became_incompatible: list[tuple[str, str]] = []
-    became_compatible: list[tuple[str, str]] = []
-    for host in view.hosts:
-        old = before_rows.get(host.host)
-        if old is None:
-            continue
-        new = rows[host.host]
-        for now_col, old_col in common:
-            a, b = old[old_col], new[now_col]
-            if a == b:
-                continue
-            image = view.images[now_col]
-            if a == "C":
-                became_incompatible.append((host.host, image))
-            elif b == "C":
-                became_compatible.append((host.host, image))
-
-    old_sets = {h.host: h.feature_set for h in previous.hosts}
-    feature_changes = []
-    for host in view.hosts:
-        before = old_sets.get(host.host)
-        if before and host.feature_set and before != host.feature_set:
-            feature_changes.append(
-                (host.host, _feature_diff(store, before, host.feature_set))
-            )
-    return {
-        "previous": previous.run.id,
-        "became_incompatible": became_incompatible,
-        "became_compatible": became_compatible,
-        "images_added": sorted(set(view.images) - set(previous.images)),
-        "images_removed": sorted(set(previous.images) - set(view.images)),
-        "feature_changes": feature_changes,
-        "hosts_added": sorted({h.host for h in view.hosts} - set(old_sets)),
-        "hosts_removed": sorted(set(old_sets) - {h.host for h in view.hosts}),
-    }
-
-
-def regressions(store: Store, run_id: int) -> list[tuple[str, str]]:
-    """(host, image) cells compatible in the previous run and not in this one."""
-    view = load_run(store, run_id)
-    previous = _previous_view(store, run_id)
-    if previous is None:
-        return []
-    rows = {h.host: host_row(view, h) for h in view.hosts}
-    changes = _changes(store, view, previous, rows)
-    return list(changes["became_incompatible"])
-
-
-def _feature_diff(store: Store, before: str, after: str) -> list[str]:
-    """The feature names whose elements differ between two stored feature sets."""
-    a, b = store.feature_set(before), store.feature_set(after)
-    changed = []
-    for name in sorted(a.names() | b.names()):
-        if (
-            a.flags.get(name) != b.flags.get(name)
-            or a.attributes.get(name) != b.attributes.get(name)
-            or a.instances.get(name) != b.instances.get(name)
-        ):
-            changed.append(name)
-    return changed
 
 
 def _not_collected(store: Store, view: RunView) -> list[dict[str, str]]:
@@ -721,12 +546,3 @@ def _age_hours(taken_at: str, now: datetime) -> str:
     except ValueError:
         return ""
     return f"{(now - then).total_seconds() / 3600:.1f}"
-
-
-def verdict_counts(view: RunView) -> dict[str, int]:
-    """Cells per verdict over hosts x images, for checks and the CLI."""
-    letters = Counter[str]()
-    for host in view.hosts:
-        letters.update(host_row(view, host))
-    names = {v: k for k, v in CODES.items()}
-    return {names[letter]: letters.get(letter, 0) for letter in "CIEN"}

@@ -137,7 +137,7 @@ def independent_verdicts(store: Store, catalog_targets: list[ImageTarget]) -> di
 
 def stored_verdicts(store: Store, run_id: int) -> dict:
     """Every host x image verdict of a stored run, through the report's view."""
-    from fleetcompat.report import host_row, load_run
+    from fleetcompat.runview import host_row, load_run
 
     view = load_run(store, run_id)
     words = {"C": COMPATIBLE, "I": INCOMPATIBLE, "E": ERROR, "N": NOT_EVALUATED}
@@ -327,7 +327,7 @@ def test_hosts_without_snapshot_or_platform_are_not_evaluated(store: Store) -> N
 
     run = evaluate_targets(store, targets)
 
-    from fleetcompat.report import load_run
+    from fleetcompat.runview import load_run
 
     view = load_run(store, run.run_id)
     assert run.hosts_not_evaluated == 1
@@ -340,7 +340,7 @@ def test_hosts_without_snapshot_or_platform_are_not_evaluated(store: Store) -> N
 
 def explanations(store: Store, run_id: int, host: str, image: str) -> list[str]:
     """The plain explanations stored for one cell."""
-    from fleetcompat.report import load_run
+    from fleetcompat.runview import load_run
 
     view = load_run(store, run_id)
     record = next(h for h in view.hosts if h.host == host)
@@ -375,7 +375,7 @@ def test_hosts_one_change_away_are_grouped_by_that_change(store: Store) -> None:
 
     run = evaluate_fleet(store, scan_layouts([EXAMPLE_LAYOUT]))
 
-    from fleetcompat.report import load_run
+    from fleetcompat.runview import load_run
 
     view = load_run(store, run.run_id)
     column = view.images.index("cuda-inference:12.4")

@@ -26,9 +26,9 @@ from fleetcompat.report import (
     HOST_COLUMNS,
     LONG_COLUMNS,
     MATRIX_COLUMNS,
-    regressions,
     write_report,
 )
+from fleetcompat.runview import regressions
 from fleetcompat.store import Host, Store
 from tests.test_evaluate import EXAMPLE_LAYOUT, fill, independent_verdicts, machine
 
