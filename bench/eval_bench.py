@@ -18,7 +18,8 @@ measurement's own:
 4. the report of the 10,000 x 1,000 run: time to write, HTML size, and time until
    the page is usable (its script has rendered the matrix) in headless Chromium.
 
-Results print as a table and are written to bench/results/eval.json.
+Results print as a table and are written to bench/results/eval.json
+(eval-quick.json with --quick).
 """
 
 from __future__ import annotations
@@ -504,7 +505,8 @@ def main() -> None:
     _print(results)
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "eval.json").write_text(json.dumps(results, indent=2, default=str))
+    name = "eval-quick.json" if args.quick else "eval.json"
+    (out / name).write_text(json.dumps(results, indent=2, default=str))
 
 
 def _strip_results(db: Path) -> None:
