@@ -311,9 +311,7 @@ def _evaluate(
         "hosts": len(hosts),
         "hosts_not_evaluated": sum(1 for h in hosts if h.status != "ok"),
         "images": len(by_image),
-        "images_failed": len(
-            {p.target.image for p in prepared if p.error or not p.target.artifact}
-        ),
+        "images_failed": len(_failed_images(prepared)),
         "cells": cells,
         "evaluations": len(work),
         "computed": len(todo),
@@ -664,3 +662,14 @@ def _count_cells(
     total = len(hosts) * len({p.target.image for p in prepared})
     counts[NOT_EVALUATED] = total - sum(counts[v] for v in VERDICTS[:3])
     return counts
+
+
+def _failed_images(prepared: Sequence[_Prepared]) -> set[str]:
+    """Images with a spec that cannot be used, or with no artifact at all.
+
+    An image with an artifact for some platforms only has not failed: hosts of
+    the other platforms are simply not evaluated for it.
+    """
+    with_artifact = {p.target.image for p in prepared if p.target.artifact}
+    broken = {p.target.image for p in prepared if p.error}
+    return broken | ({p.target.image for p in prepared} - with_artifact)

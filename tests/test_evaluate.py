@@ -409,3 +409,24 @@ def test_a_spec_reading_the_node_name_is_evaluated_per_host(store: Store) -> Non
     )
     assert pinned == ["arm-0", "gpu-1"]
     assert verdicts == independent_verdicts(store, targets)
+
+
+def test_an_image_without_an_artifact_for_one_platform_has_not_failed(
+    store: Store,
+) -> None:
+    fill(store, hosts_per_machine=1)
+    targets = [
+        ImageTarget("amd-spec", "linux/amd64", "sha256:1", SPEC_OK.encode()),
+        ImageTarget("amd-spec", "linux/arm64", None, None, "no artifact"),
+        ImageTarget("no-spec", "", None, None, "no compatibility artifact"),
+    ]
+
+    run = evaluate_targets(store, targets)
+
+    assert run.images_failed == 1
+    verdicts = stored_verdicts(store, run.run_id)
+    assert verdicts[("arm-0", "amd-spec")] == NOT_EVALUATED
+    assert verdicts[("gpu-0", "amd-spec")] == COMPATIBLE
+    from fleetcompat.runview import load_run
+
+    assert "no artifact" in load_run(store, run.run_id).reasons
