@@ -460,6 +460,7 @@ def _group(
     arches: dict[int, str] = {h.subject: h.arch for h in hosts if h.subject >= 0}
     projections: dict[tuple[int, int], tuple[str, Features]] = {}
     reference_keys: dict[str, int] = {}
+    refs_of: dict[int, int] = {}
     groups: dict[tuple[int, str, str], set[int]] = defaultdict(set)
     work: dict[tuple[str, str], tuple[Features, _Prepared]] = {}
 
@@ -478,9 +479,11 @@ def _group(
                 continue
             if item.per_host:
                 continue  # projected per host below
-            refs_key = reference_keys.setdefault(
-                _refs_text(item.references, item.dedup), len(reference_keys)
-            )
+            refs_key = refs_of.get(item.idx)
+            if refs_key is None:
+                text = _refs_text(item.references, item.dedup)
+                refs_key = reference_keys.setdefault(text, len(reference_keys))
+                refs_of[item.idx] = refs_key
             cached = projections.get((subject, refs_key))
             if cached is None:
                 projected = project(
@@ -643,12 +646,7 @@ def _count_cells(
         if host.subject >= 0:
             per_subject[host.subject] += 1
     per_host = {p.idx for p in prepared if p.per_host}
-    verdicts = {
-        key: result.verdict
-        for key, result in store.eval_results(
-            (p.projection, p.artifact) for p in pairs
-        ).items()
-    }
+    verdicts = store.eval_verdicts((p.projection, p.artifact) for p in pairs)
 
     counts = dict.fromkeys(VERDICTS, 0)
     for pair in pairs:

@@ -710,6 +710,23 @@ class Store:
             for image_idx, projection, artifact, members in rows
         ]
 
+    def eval_verdicts(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        """Stored verdicts by (projection, artifact), without the details."""
+        wanted = sorted(set(keys))
+        found: dict[tuple[str, str], str] = {}
+        for start in range(0, len(wanted), 400):
+            chunk = wanted[start : start + 400]
+            marks = ", ".join("(?, ?)" for _ in chunk)
+            rows = self.db.execute(
+                "SELECT projection, artifact, verdict FROM eval_results WHERE "
+                f"(projection, artifact) IN (VALUES {marks})",
+                [value for key in chunk for value in key],
+            )
+            found.update(((p, a), v) for p, a, v in rows)
+        return found
+
     def eval_results(
         self, keys: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], EvalResult]:
