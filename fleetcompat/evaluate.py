@@ -40,7 +40,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetcompat.errors import InputError, RuleError
 from fleetcompat.explain import explain_rule, fix_count, single_fix
@@ -61,6 +61,10 @@ from fleetcompat.store import (
     HostStatus,
     Store,
 )
+
+if TYPE_CHECKING:
+    from fleetcompat.oci import Catalog
+    from fleetcompat.spec import Spec
 
 __all__ = [
     "ANY_PLATFORM",
@@ -135,7 +139,7 @@ class EvaluationRun:
         }
 
 
-def image_targets(catalog: Any) -> list[ImageTarget]:
+def image_targets(catalog: Catalog) -> list[ImageTarget]:
     """The targets of a `fleetcompat.oci.Catalog`: one per image and platform."""
     targets: list[ImageTarget] = []
     seen: dict[str, int] = {}
@@ -161,7 +165,7 @@ def image_targets(catalog: Any) -> list[ImageTarget]:
 
 
 def evaluate_fleet(
-    store: Store, catalog: Any, *, progress: Progress | None = None
+    store: Store, catalog: Catalog, *, progress: Progress | None = None
 ) -> EvaluationRun:
     """Evaluate every image of `catalog` on every host of `store`; save the run."""
     return evaluate_targets(store, image_targets(catalog), progress=progress)
@@ -216,7 +220,7 @@ class _Prepared:
 
     idx: int
     target: ImageTarget
-    spec: Any = None
+    spec: Spec | None = None
     references: dict[str, frozenset[str] | None] = field(default_factory=dict)
     error: str = ""
     per_host: bool = False
@@ -286,8 +290,11 @@ def _evaluate(
     for n, key in enumerate(todo, 1):
         projected, item = work[key]
         if item.spec is None:
-            _parse(item)
-        results.append(evaluate_pair(item.spec, projected, key[0], key[1]))
+            _parse(item)  # known from an earlier run, but this key is new
+        if item.spec is None:
+            results.append(_error_result(key, item.error or "spec cannot be read"))
+        else:
+            results.append(evaluate_pair(item.spec, projected, key[0], key[1]))
         if len(results) >= 2000:
             store.save_eval_results(results)
             results = []
@@ -441,7 +448,7 @@ def _info(item: _Prepared) -> dict[str, Any]:
     }
 
 
-def _has_templates(spec: Any) -> bool:
+def _has_templates(spec: Spec) -> bool:
     """Whether any rule renders a template over matched elements."""
     return any(rule.vars_template or rule.labels_template for rule in spec.rules())
 
@@ -532,7 +539,7 @@ def _refs_text(references: Mapping[str, frozenset[str] | None], dedup: bool) -> 
 
 
 def evaluate_pair(
-    spec: Any, features: Features, projection: str, artifact: str
+    spec: Spec, features: Features, projection: str, artifact: str
 ) -> EvalResult:
     """One spec on one (projected) host with NFD's engine, explained."""
     from fleetcompat.validate import validate
@@ -604,6 +611,11 @@ def _blocker(sets: Sequence[Mapping[str, Any]], weights: Sequence[int]) -> str:
         if item is not None:
             return str(item["needs"])
     return ""
+
+
+def _error_result(key: tuple[str, str], message: str) -> EvalResult:
+    """The result of a key whose spec turned out unusable when parsed again."""
+    return EvalResult(key[0], key[1], ERROR, "", "", message, {})
 
 
 def _spec_error_result(item: _Prepared) -> EvalResult:
