@@ -309,7 +309,11 @@ def _not_collected(store: Store, view: RunView) -> list[dict[str, str]]:
         latest = status.latest if status else None
         if host.status != "ok":
             found.append({"host": host.host, "why": host.reason, "stale": ""})
-        elif latest is not None and not latest.ok:
+        elif (
+            latest is not None
+            and not latest.ok
+            and latest.taken_at <= view.run.started_at  # not a later attempt
+        ):
             found.append(
                 {
                     "host": host.host,
