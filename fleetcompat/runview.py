@@ -22,7 +22,7 @@ from fleetcompat.evaluate import (
     NOT_EVALUATED,
     unmatched_reason,
 )
-from fleetcompat.store import EvalHost, EvalImage, EvalResult, Run, Store
+from fleetcompat.store import EvalHost, EvalImage, EvalPair, EvalResult, Run, Store
 
 CODES = {COMPATIBLE: "C", INCOMPATIBLE: "I", ERROR: "E", NOT_EVALUATED: "N"}
 """The letter of each verdict in rows and in the report's data."""
@@ -66,50 +66,21 @@ def load_run(store: Store, run_id: int | None = None) -> RunView:
     for row in rows:
         targets[row.image].append(row)
     images = sorted(targets)
-    column = {name: i for i, name in enumerate(images)}
     per_host = any(row.per_host for row in rows)
 
     stored = store.eval_results((p.projection, p.artifact) for p in pairs)
     keys = sorted(stored)
-    result_index = {key: i for i, key in enumerate(keys)}
     results = [stored[key] for key in keys]
-    result_targets = [0] * len(results)
-
     unit_of_host = [h.idx if per_host else h.subject for h in hosts]
     units = len(hosts) if per_host else max((h.subject for h in hosts), default=-1) + 1
     cells = np.full((units, len(images)), -1, dtype=np.int64)
-    by_row = {row.idx: row for row in rows}
-    hosts_of_subject: dict[int, list[int]] = defaultdict(list)
-    for host in hosts:
-        hosts_of_subject[host.subject].append(host.idx)
-    for pair in pairs:
-        target = by_row[pair.image_idx]
-        index = result_index.get((pair.projection, pair.artifact))
-        if index is None:
-            continue
-        result_targets[index] = target.idx
-        members = list(pair.members)
-        if not target.per_host and per_host:
-            members = [h for m in pair.members for h in hosts_of_subject[m]]
-        cells[members, column[target.image]] = index
 
-    reasons: list[str] = []
-    reason_index: dict[str, int] = {}
-    unit_arch = {unit_of_host[h.idx]: h.arch for h in hosts if h.subject >= 0}
-    for unit in range(units):
-        for col in np.nonzero(cells[unit] < 0)[0]:
-            platforms = [(t.platform, t.status) for t in targets[images[col]]]
-            reason = unmatched_reason(unit_arch.get(unit, ""), platforms)
-            cells[unit, col] = -(reason_index.setdefault(reason, len(reasons)) + 1)
-            if len(reasons) < len(reason_index):
-                reasons.append(reason)
-
+    result_targets = _place_results(cells, hosts, rows, pairs, keys, images, per_host)
+    reasons = _place_reasons(cells, hosts, unit_of_host, targets, images)
     lookup = np.array(
         [ord(CODES[r.verdict]) for r in results] or [ord("N")], dtype=np.uint8
     )
-    codes = np.where(cells >= 0, lookup[np.clip(cells, 0, None)], ord("N")).astype(
-        np.uint8
-    )
+    codes = np.where(cells >= 0, lookup[np.clip(cells, 0, None)], ord("N"))
     return RunView(
         run,
         hosts,
@@ -119,9 +90,66 @@ def load_run(store: Store, run_id: int | None = None) -> RunView:
         reasons,
         unit_of_host,
         cells,
-        codes,
+        codes.astype(np.uint8),
         result_targets,
     )
+
+
+def _place_results(
+    cells: np.ndarray,
+    hosts: list[EvalHost],
+    rows: list[EvalImage],
+    pairs: list[EvalPair],
+    keys: list[tuple[str, str]],
+    images: list[str],
+    per_host: bool,
+) -> list[int]:
+    """Put each pair's result index into its members' cells.
+
+    Returns, per result, the image target it came from (the last one, when
+    targets share an artifact).
+    """
+    result_index = {key: i for i, key in enumerate(keys)}
+    column = {name: i for i, name in enumerate(images)}
+    by_row = {row.idx: row for row in rows}
+    hosts_of_subject: dict[int, list[int]] = defaultdict(list)
+    for host in hosts:
+        hosts_of_subject[host.subject].append(host.idx)
+
+    result_targets = [0] * len(keys)
+    for pair in pairs:
+        target = by_row[pair.image_idx]
+        index = result_index.get((pair.projection, pair.artifact))
+        if index is None:
+            continue
+        result_targets[index] = target.idx
+        members = list(pair.members)
+        if per_host and not target.per_host:
+            members = [h for m in pair.members for h in hosts_of_subject[m]]
+        cells[members, column[target.image]] = index
+    return result_targets
+
+
+def _place_reasons(
+    cells: np.ndarray,
+    hosts: list[EvalHost],
+    unit_of_host: list[int],
+    targets: dict[str, list[EvalImage]],
+    images: list[str],
+) -> list[str]:
+    """Fill the cells no pair reached with why, as -(reason index + 1)."""
+    reasons: list[str] = []
+    reason_index: dict[str, int] = {}
+    unit_arch = {unit_of_host[h.idx]: h.arch for h in hosts if h.subject >= 0}
+    for unit in range(cells.shape[0]):
+        for col in np.nonzero(cells[unit] < 0)[0]:
+            platforms = [(t.platform, t.status) for t in targets[images[col]]]
+            reason = unmatched_reason(unit_arch.get(unit, ""), platforms)
+            if reason not in reason_index:
+                reason_index[reason] = len(reasons)
+                reasons.append(reason)
+            cells[unit, col] = -(reason_index[reason] + 1)
+    return reasons
 
 
 def host_row(view: RunView, host: EvalHost) -> str:
