@@ -74,7 +74,7 @@ def run_audit(
     """Collect the inventory, evaluate every layout image, write the report.
 
     Raises InputError (before anything is written) for a bad inventory, layout
-    path or policy.
+    path or policy, and KeyboardInterrupt when the collection was interrupted.
     """
     from fleetcompat.collect import collect_fleet
     from fleetcompat.errors import InputError
@@ -91,6 +91,8 @@ def run_audit(
     collected = collect_fleet(
         fleet, store, limit=limit, options=collect_options, progress=collect_progress
     )
+    if collected.status == "interrupted":
+        raise KeyboardInterrupt  # the hosts collected so far are saved
     evaluation = evaluate_fleet(store, catalog, progress=progress)
     report = write_report(store, evaluation.run_id, out_dir, long_csv=long_csv)
     lost = tuple(regressions(store, evaluation.run_id))

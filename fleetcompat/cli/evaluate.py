@@ -163,7 +163,7 @@ def report(db: str, run_id: int | None, out_dir: Path, long_csv: bool) -> None:
     type=click.Choice(["none", "regression", "incompatible", "any-failure"]),
     default="none",
     show_default=True,
-    help="What makes the exit status 4 (see below).",
+    help="What makes the exit status 4 (see above).",
 )
 @click.option("--limit", metavar="PATTERN", help="Hosts or groups, Ansible style.")
 @click.option(
@@ -262,8 +262,6 @@ def audit(
         print_json(result.to_json())
     else:
         _print_audit(result)
-    if result.collect.status == "interrupted":
-        raise SystemExit(int(ExitCode.INTERRUPTED))
     if result.tripped:
         raise SystemExit(int(ExitCode.INCOMPATIBLE))
     if result.partial:
