@@ -114,6 +114,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot open database: {exc}") from None
         self._feature_cache: dict[str, Features] = {}
+        self._packed_cache: dict[int, tuple[Features, tuple[str, bytes, int]]] = {}
 
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards."""
@@ -287,35 +288,37 @@ class Store:
         if (status == OK) != (features is not None):
             raise ValueError("a snapshot has features exactly when its status is ok")
 
-        digest = blob = None
+        digest = None
         if features is not None:
-            digest, blob = _feature_blob(features)
+            digest, packed, size = self._packed(features)
         now = utcnow()
         taken_at = taken_at or now
 
         with self.transaction():
             self._upsert_host(host, now)
-            if digest is not None and blob is not None:
+            if digest is not None:
                 self.db.execute(
                     "INSERT OR IGNORE INTO feature_sets (digest, data, size, "
                     "first_seen) VALUES (?, ?, ?, ?)",
-                    [digest, zlib.compress(blob, 6), len(blob), now],
+                    [digest, packed, size, now],
                 )
-            table = self.db["snapshots"]
-            table.insert(
-                {
-                    "host": host.name,
-                    "run_id": run_id,
-                    "taken_at": taken_at,
-                    "source": source,
-                    "status": status,
-                    "error": error,
-                    "feature_set": digest,
-                    "node_name": node_name,
-                    "duration_ms": duration_ms,
-                }
+            cursor = self.db.execute(
+                "INSERT INTO snapshots (host, run_id, taken_at, source, status, "
+                "error, feature_set, node_name, duration_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    host.name,
+                    run_id,
+                    taken_at,
+                    source,
+                    status,
+                    error,
+                    digest,
+                    node_name,
+                    duration_ms,
+                ],
             )
-            snapshot_id = int(table.last_pk)
+            snapshot_id = int(cursor.lastrowid or 0)
 
         return Snapshot(
             snapshot_id,
@@ -329,6 +332,22 @@ class Store:
             node_name,
             duration_ms,
         )
+
+    def _packed(self, features: Features) -> tuple[str, bytes, int]:
+        """A feature set's digest, compressed canonical form and size.
+
+        The last few are remembered by identity: a `Features` is a value once
+        built, and a collection run saves one instance for many equal hosts.
+        """
+        hit = self._packed_cache.get(id(features))
+        if hit is not None and hit[0] is features:
+            return hit[1]
+        digest, blob = _feature_blob(features)
+        packed = (digest, zlib.compress(blob, 6), len(blob))
+        if len(self._packed_cache) >= 64:
+            self._packed_cache.pop(next(iter(self._packed_cache)))
+        self._packed_cache[id(features)] = (features, packed)
+        return packed
 
     def _upsert_host(self, host: Host, now: str) -> None:
         """Insert a host or refresh its address and groups (empty ones keep the old)."""
