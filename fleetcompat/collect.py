@@ -4,8 +4,12 @@ How a run goes:
 
 - The inventory's hosts are selected (`--limit`), keys, known_hosts files and
   ~/.ssh/config are read once, and a run record is started.
-- An event loop in a worker thread contacts the hosts, at most `concurrency` at a
-  time, each under its own deadline (`timeout`) and a deadline per phase:
+- An event loop in a worker thread contacts the hosts, at most `concurrency` of
+  them connecting and authenticating at a time (the costly part, and what an
+  sshd's MaxStartups counts); a host whose probe is running holds only its open
+  connection, so hung hosts do not starve the others (up to 20 times
+  `concurrency` connections are open at once). Each host runs under its own
+  deadline (`timeout`) and a deadline per phase:
   `connect` (TCP connect and SSH handshake, up to the host key check), `auth`
   (user authentication) and `probe` (running `sh -s` with the probe script on
   stdin and reading its bounded output). Transient failures (a connection reset
@@ -479,19 +483,25 @@ async def probe_hosts(
     stop = stop or asyncio.Event()
     fleet = _Fleet(options)
     await fleet.prepare(hosts)
-    slots = asyncio.Semaphore(max(1, options.concurrency))
+    handshakes = asyncio.Semaphore(max(1, options.concurrency))
+    connections = asyncio.Semaphore(_connection_limit(options.concurrency))
 
     async def one(spec: HostSpec) -> None:
-        async with fleet.jump_slot(spec), slots:
-            if stop.is_set():
-                return
-            if counter is not None:
-                counter.in_flight += 1
+        async with fleet.jump_slot(spec), connections:
+            await handshakes.acquire()  # before the host's deadline starts
+            phase = _Phase(handshakes.release)
             try:
-                deliver(await fleet.probe(spec))
-            finally:
+                if stop.is_set():
+                    return
                 if counter is not None:
-                    counter.in_flight -= 1
+                    counter.in_flight += 1
+                try:
+                    deliver(await fleet.probe(spec, phase))
+                finally:
+                    if counter is not None:
+                        counter.in_flight -= 1
+            finally:
+                phase.release()
 
     tasks = [asyncio.create_task(one(spec), name=spec.name) for spec in hosts]
     if counter is not None:
@@ -500,6 +510,15 @@ async def probe_hosts(
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         await fleet.close()
+
+
+def _connection_limit(concurrency: int) -> int:
+    """Most connections open at once: 20 per handshake slot, within the fd limit."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = soft - 64 if soft != resource.RLIM_INFINITY else 1_000_000
+    return max(concurrency, min(concurrency * 20, room))
 
 
 class _Fleet:
@@ -590,12 +609,12 @@ class _Fleet:
             keys.extend(self.default_keys)
         return keys
 
-    async def probe(self, spec: HostSpec) -> ProbeResult:
+    async def probe(self, spec: HostSpec, phase: _Phase | None = None) -> ProbeResult:
         """Probe one host under its deadline; every failure becomes an outcome."""
         started = time.monotonic()
         attempts = 0
         deadline = spec.timeout or self.options.timeouts.host
-        phase = _Phase()
+        phase = phase or _Phase()
         try:
             async with asyncio.timeout(deadline):
                 while True:
@@ -641,6 +660,7 @@ class _Fleet:
         conn = await self.connect(target, phase, tunnel)
         try:
             phase.name = "probe"
+            phase.release()  # waiting on a probe costs nothing; let others connect
             return await _run_remote(conn, script, self.options)
         finally:
             conn.close()
@@ -826,10 +846,17 @@ class _Target:
 
 
 class _Phase:
-    """The phase a host is in, for timeout messages."""
+    """The phase a host is in (for messages), and its handshake slot."""
 
-    def __init__(self) -> None:
+    def __init__(self, release: Callable[[], None] | None = None) -> None:
         self.name = "connect"
+        self._release = release
+
+    def release(self) -> None:
+        """Give the handshake slot back (once; later calls do nothing)."""
+        if self._release is not None:
+            self._release()
+            self._release = None
 
 
 class _NoSlot:

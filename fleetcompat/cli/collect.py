@@ -50,7 +50,7 @@ def default_known_hosts_file() -> str:
     type=click.IntRange(1, 10_000),
     default=50,
     show_default=True,
-    help="Most hosts contacted at once.",
+    help="Most hosts connecting at once (hosts running their probe wait apart).",
 )
 @click.option(
     "--timeout",
