@@ -95,7 +95,7 @@ async def serve(port: int, key_path: str, outputs_dir: str, ready: str) -> None:
 
 
 async def bare(hosts: int, port: int, key: str, known: str, concurrency: int) -> None:
-    """The baseline: connect and run `true` on every host, as plainly as asyncssh can."""
+    """The baseline: connect and run `true` on every host, as plainly as can be."""
     import asyncssh
 
     keys = asyncssh.load_keypairs([key])
@@ -103,17 +103,16 @@ async def bare(hosts: int, port: int, key: str, known: str, concurrency: int) ->
     slots = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> None:
-        async with slots:
-            async with asyncssh.connect(
-                "127.0.0.1",
-                port,
-                username=f"m{i % 4}",
-                client_keys=keys,
-                known_hosts=known_hosts,
-                config=None,
-                agent_path=None,
-            ) as conn:
-                await conn.run("true", check=True)
+        async with slots, asyncssh.connect(
+            "127.0.0.1",
+            port,
+            username=f"m{i % 4}",
+            client_keys=keys,
+            known_hosts=known_hosts,
+            config=None,
+            agent_path=None,
+        ) as conn:
+            await conn.run("true", check=True)
 
     await asyncio.gather(*(one(i) for i in range(hosts)))
 
@@ -324,9 +323,104 @@ def bench_db(work: Path, hosts: int = 10_000, distinct: int = 50) -> dict[str, A
     return figures
 
 
+def sshd_cpu(pid: int) -> float:
+    """CPU seconds of an sshd's reaped children (the sessions it served)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15]) / ticks
+
+
 def bench_ansible(work: Path, venv: Path, hosts: int, forks: int) -> dict[str, Any]:
-    """Placeholder replaced below when ansible is available."""
-    raise NotImplementedError
+    """`ansible all -m setup` and `fleetcompat collect` on one real-sshd fleet.
+
+    Both read the same inventory and reach the same sshd; each host is its own
+    connection (ansible's ControlMaster is off, since the simulated hosts share
+    an address; with real distinct hosts a master would serve one task anyway),
+    ansible pipelines and is told the interpreter, to give it its best case.
+    """
+    from tests.sshd import keygen, start_sshd
+
+    key = keygen(work / "ansible_id")
+    ports = [free_port(), free_port()]
+    server = start_sshd(
+        work / "ansible-sshd", [("127.0.0.1", p) for p in ports], client_key=key
+    )
+    try:
+        known = work / "ansible_known_hosts"
+        known.write_text(server.known_hosts_lines())
+        inventory = work / "ansible.yaml"
+        lines = [
+            "all:",
+            "  vars:",
+            "    ansible_host: 127.0.0.1",
+            "    ansible_user: root",
+            f"    ansible_ssh_private_key_file: {key}",
+            "    ansible_python_interpreter: /usr/bin/python3",
+            "  hosts:",
+        ]
+        for i in range(hosts):
+            lines += [f"    real{i:03d}:", f"      ansible_port: {ports[i % 2]}"]
+        inventory.write_text("\n".join(lines) + "\n")
+        env = dict(os.environ, HOME=str(work), FLEETCOMPAT_KNOWN_HOSTS=str(known))
+        env.pop("SSH_AUTH_SOCK", None)
+        ansible_env = dict(
+            env,
+            ANSIBLE_PIPELINING="True",
+            ANSIBLE_FORKS=str(forks),
+            ANSIBLE_HOST_KEY_CHECKING="True",
+            ANSIBLE_SSH_ARGS=f"-o ControlMaster=no -o UserKnownHostsFile={known}",
+            ANSIBLE_LOCAL_TEMP=str(work / "ansible-tmp"),
+            ANSIBLE_STDOUT_CALLBACK="oneline",
+        )
+        figures: dict[str, Any] = {"hosts": hosts, "concurrency": forks}
+        for label, command, run_env in (
+            (
+                "fleetcompat",
+                [
+                    str(FLEETCOMPAT),
+                    "collect",
+                    "-i",
+                    str(inventory),
+                    "--db",
+                    str(work / "ansible-cmp.db"),
+                    "--concurrency",
+                    str(forks),
+                    "-q",
+                ],
+                env,
+            ),
+            (
+                "ansible_setup",
+                [
+                    str(venv / "bin" / "ansible"),
+                    "all",
+                    "-i",
+                    str(inventory),
+                    "-m",
+                    "setup",
+                    "-f",
+                    str(forks),
+                ],
+                ansible_env,
+            ),
+        ):
+            remote0 = sshd_cpu(server.process.pid)
+            run = measure(command, run_env)
+            out = run.pop("stdout").decode(errors="replace")
+            run["remote_cpu_s"] = round(sshd_cpu(server.process.pid) - remote0, 2)
+            run["total_cpu_s"] = round(run["cpu_s"] + run["remote_cpu_s"], 2)
+            if label == "ansible_setup":
+                run["hosts_ok"] = out.count("| SUCCESS")
+            figures[label] = run
+        fleet, ansible = figures["fleetcompat"], figures["ansible_setup"]
+        figures["speedup"] = {
+            "wall": round(ansible["wall_s"] / fleet["wall_s"], 1),
+            "client_cpu": round(ansible["cpu_s"] / fleet["cpu_s"], 1),
+            "total_cpu": round(ansible["total_cpu_s"] / fleet["total_cpu_s"], 1),
+        }
+        return figures
+    finally:
+        server.stop()
 
 
 def main() -> None:
