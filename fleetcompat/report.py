@@ -354,7 +354,11 @@ def _plots(store: Store, view: RunView) -> dict[str, Any]:
 
 
 def _write_matrix_csv(view: RunView, path: Path) -> None:
-    """matrix.csv: hosts x images, cells yes/no/error/n/a."""
+    """matrix.csv: hosts x images, cells yes/no/error/n/a.
+
+    Each unit's cells are formatted once (by pandas) and written after each of its
+    hosts' leading columns.
+    """
     lead = pd.DataFrame(
         {
             "host": [h.host for h in view.hosts],
@@ -368,21 +372,27 @@ def _write_matrix_csv(view: RunView, path: Path) -> None:
     labels = np.array(["n/a"] * 256, dtype=object)
     for letter, text in CSV_CELLS.items():
         labels[ord(letter)] = text
+    unit_lines = _csv_lines(pd.DataFrame(labels[view.codes]))
+    unevaluated = ",".join(["n/a"] * len(view.images))
+
     with path.open("w", encoding="utf-8", newline="") as out:
         header = pd.DataFrame(columns=MATRIX_COLUMNS + view.images)
-        header.to_csv(out, index=False)
-        for start in range(0, len(view.hosts), 1000):
-            chunk = view.hosts[start : start + 1000]
-            codes = np.full((len(chunk), len(view.images)), ord("N"), np.uint8)
-            for i, host in enumerate(chunk):
-                if host.status == "ok":
-                    codes[i] = view.codes[view.unit_of_host[host.idx]]
-            cells = pd.DataFrame(labels[codes], columns=view.images)
-            part = pd.concat(
-                [lead.iloc[start : start + len(chunk)].reset_index(drop=True), cells],
-                axis=1,
+        header.to_csv(out, index=False, lineterminator="\n")
+        for host, line in zip(view.hosts, _csv_lines(lead), strict=True):
+            cells = (
+                unit_lines[view.unit_of_host[host.idx]]
+                if host.status == "ok"
+                else unevaluated
             )
-            part.to_csv(out, index=False, header=False)
+            out.write(f"{line},{cells}\n" if view.images else f"{line}\n")
+
+
+def _csv_lines(frame: pd.DataFrame) -> list[str]:
+    """A frame's rows as CSV lines (no header, no index), formatted by pandas."""
+    if frame.empty:
+        return [""] * len(frame)
+    text: str = frame.to_csv(index=False, header=False, lineterminator="\n")
+    return text.split("\n")[:-1]
 
 
 def _write_long_csv(view: RunView, path: Path) -> None:
