@@ -38,6 +38,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from fleetcompat.errors import StoreError
 from fleetcompat.evaluate import (
     COMPATIBLE,
     ERROR,
@@ -140,7 +141,11 @@ def _host_facts(store: Store, view: RunView) -> dict[str, dict[str, str]]:
         digest = host.feature_set
         if digest is None or digest in facts:
             continue
-        features = store.feature_set(digest)
+        try:
+            features = store.feature_set(digest)
+        except StoreError:  # pruned since this run: nothing to describe it by
+            facts[digest] = {}
+            continue
         osr = features.attributes.get("system.osrelease", {})
         cpu = features.attributes.get("cpu.model", {})
         facts[digest] = {

@@ -223,8 +223,14 @@ def regressions(store: Store, run_id: int) -> list[tuple[str, str]]:
 
 
 def _feature_diff(store: Store, before: str, after: str) -> list[str]:
-    """The feature names whose elements differ between two stored feature sets."""
-    a, b = store.feature_set(before), store.feature_set(after)
+    """The feature names whose elements differ between two stored feature sets.
+
+    A set pruned from the store since (see `Store.prune`) cannot be compared.
+    """
+    try:
+        a, b = store.feature_set(before), store.feature_set(after)
+    except StoreError:
+        return ["(an earlier feature set was pruned from the store)"]
     changed = []
     for name in sorted(a.names() | b.names()):
         if (

@@ -280,3 +280,21 @@ def test_a_host_whose_last_collection_failed_is_named_with_its_old_snapshot(
     assert "evaluated from the snapshot of" in summary
     hosts = pd.read_csv(written.hosts_csv, dtype=str, keep_default_na=False)
     assert hosts[hosts.host == "gpu-0"].iloc[0].status == "ok"
+
+
+def test_an_old_run_renders_after_its_feature_sets_were_pruned(tmp_path: Path) -> None:
+    store = Store(tmp_path / "fleet.db")
+    fill(store, hosts_per_machine=1)
+    catalog = scan_layouts([EXAMPLE_LAYOUT])
+    first = evaluate_fleet(store, catalog)
+    store.save_snapshot(Host("old-0"), run_id=None, source="test", features=machine())
+    evaluate_fleet(store, catalog)
+    store.prune(keep=1)
+    store.close()
+    store = Store(tmp_path / "fleet.db")  # no feature sets cached in memory
+
+    old = write_report(store, first.run_id, tmp_path / "old")
+    new = write_report(store, None, tmp_path / "new")
+
+    assert "old-0" in old.html.read_text()
+    assert "pruned from the store" in new.html.read_text()
