@@ -352,6 +352,8 @@ def parse_inventory(text: str | bytes, source: str) -> Inventory:
     groups = {
         name: tuple(dict.fromkeys(m)) for name, m in members.items() if name != "all"
     }
+    ungrouped = tuple(h.name for h in hosts if not h.groups)
+    groups["ungrouped"] = tuple(dict.fromkeys(groups.get("ungrouped", ()) + ungrouped))
     return Inventory(source, tuple(hosts), groups)
 
 

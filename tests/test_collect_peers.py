@@ -274,3 +274,38 @@ async def test_demo_inventory_collects_this_machine_and_marks_the_offline_host(
     assert rows["localhost"]["source"] == "local"
     assert rows["offline-demo"]["outcome"] == "refused"
     assert rows["offline-demo"]["last_ok_at"] is None
+
+
+async def test_retain_keeps_the_newest_snapshots_and_the_run_history(
+    tmp_path: Path, recorded_output: bytes, started: list[Peer]
+) -> None:
+    key = keygen(tmp_path / "id_ed25519")
+    good = await peers.ssh_peer(peers.serve_output(recorded_output))
+    started.append(good)
+    (tmp_path / "known_hosts").write_text(good.known_hosts_line())
+    inv = inventory(tmp_path / "inv.yaml", key, {"h": (good.address, good.port)})
+    db = tmp_path / "f.db"
+    for _ in range(3):
+        await run_cli(tmp_path, "collect", "-i", str(inv), "--db", str(db))
+
+    status, out, _ = await run_cli(
+        tmp_path,
+        "collect",
+        "-i",
+        str(inv),
+        "--db",
+        str(db),
+        "--retain",
+        "2",
+        "-o",
+        "json",
+    )
+
+    assert status == 0
+    assert json.loads(out)["pruned"] == 2
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from snapshots").fetchone() == (2,)
+        runs = conn.execute("select status, counts, settings from runs").fetchall()
+    assert [r[0] for r in runs] == ["ok"] * 4
+    assert json.loads(runs[-1][1]) == {"ok": 1}
+    assert str(key) not in runs[-1][2]

@@ -205,6 +205,7 @@ def test_unsupported_connection_skips_the_host_with_a_reason() -> None:
         ("!web", ["solo", "db1"]),
         ("db1,solo", ["solo", "db1"]),
         ("~web0[12].*", ["web01.example.com", "web02.example.com"]),
+        ("ungrouped", ["solo"]),
     ],
     ids=[
         "all",
@@ -215,6 +216,7 @@ def test_unsupported_connection_skips_the_host_with_a_reason() -> None:
         "only-exclude",
         "list",
         "regex",
+        "ungrouped",
     ],
 )
 def test_limit_selects_like_ansible(pattern: str, expected: list[str]) -> None:

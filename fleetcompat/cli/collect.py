@@ -11,6 +11,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from fleetcompat.cli.main import (
     ExitCode,
@@ -183,7 +184,9 @@ class _ProgressView:
                 rate=state.rate,
             )
             if state.last is not None and state.last.outcome != "ok":
-                self.progress.console.print(_line(state.last))
+                self.progress.console.print(
+                    _line(state.last), markup=False, highlight=False
+                )
             return
         if state.last is not None and not self.quiet:
             click.echo(
@@ -215,7 +218,7 @@ def _print_summary(summary: Any) -> None:
         for column in ("HOST", "OUTCOME", "REASON"):
             table.add_column(column, overflow="fold")
         for host in failed:
-            table.add_row(host.name, host.outcome, host.reason)
+            table.add_row(*(Text(v) for v in (host.name, host.outcome, host.reason)))
         Console(soft_wrap=False).print(table)
 
 
@@ -294,7 +297,7 @@ def hosts(db: str, output: str) -> None:
     for column in ("HOST", "ADDRESS", "OUTCOME", "AGE", "LAST OK", "SOURCE", "REASON"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(
+        cells = (
             row["name"],
             row["address"],
             row["outcome"] or "-",
@@ -303,6 +306,7 @@ def hosts(db: str, output: str) -> None:
             row["source"] or "-",
             row["reason"],
         )
+        table.add_row(*(Text(cell) for cell in cells))
     Console(soft_wrap=False).print(table)
 
 
