@@ -247,9 +247,14 @@ def collect_fleet(
 
     saver = _Saver(store, run_id, len(hosts), progress, started)
     worker = _Worker(hosts, options)
-    with _interrupts(worker):
-        worker.start()
-        saver.drain(worker)
+    try:
+        with _interrupts(worker):
+            worker.start()
+            saver.drain(worker)
+    except BaseException:
+        counts = dict(Counter(o.outcome for o in saver.outcomes))
+        store.finish_run(run_id, "failed", counts)
+        raise
     interrupted = worker.stopping.is_set()
 
     counts = dict(Counter(o.outcome for o in saver.outcomes))
@@ -1079,12 +1084,14 @@ async def _run_remote(conn: Any, script: bytes, options: CollectOptions) -> byte
 async def _run_local(script: bytes, options: CollectOptions) -> bytes:
     """Run the probe with the local /bin/sh; bounded, deadlined, same checks."""
     limit = options.max_output
+    env = {k: v for k, v in os.environ.items() if k != "FLEETCOMPAT_ROOT"}
     proc = await asyncio.create_subprocess_exec(
         "/bin/sh",
         "-s",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     assert proc.stdin and proc.stdout and proc.stderr
     stdout = bytearray()

@@ -315,9 +315,11 @@ def fail_with(status: int, stderr: bytes) -> Behaviour:
 FLEETCOMPAT = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "fleetcompat"
 
 
-def cli_env(home: Path) -> dict[str, str]:
+def cli_env(home: Path, agent: str | None = None) -> dict[str, str]:
     """An environment that keeps the user's ~/.ssh and agent out of a test run."""
     env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    if agent is not None:
+        env["SSH_AUTH_SOCK"] = agent
     env["HOME"] = str(home)
     env["FLEETCOMPAT_KNOWN_HOSTS"] = str(home / "known_hosts")
     env.pop("FLEETCOMPAT_DB", None)
@@ -333,14 +335,16 @@ def fleetcompat_command() -> list[str]:
     return [sys.executable, "-c", "from fleetcompat.cli.main import main; main()"]
 
 
-async def run_cli(home: Path, *args: str, timeout: float = 60) -> tuple[int, str, str]:
+async def run_cli(
+    home: Path, *args: str, timeout: float = 60, agent: str | None = None
+) -> tuple[int, str, str]:
     """Run `fleetcompat ARGS` in a subprocess; (exit status, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
         *fleetcompat_command(),
         *args,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=cli_env(home),
+        env=cli_env(home, agent),
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None

@@ -309,3 +309,48 @@ async def test_retain_keeps_the_newest_snapshots_and_the_run_history(
     assert [r[0] for r in runs] == ["ok"] * 4
     assert json.loads(runs[-1][1]) == {"ok": 1}
     assert str(key) not in runs[-1][2]
+
+
+async def test_keys_held_by_the_ssh_agent_authenticate(
+    tmp_path: Path, recorded_output: bytes, started: list[Peer]
+) -> None:
+    import asyncio
+    import subprocess
+
+    key = keygen(tmp_path / "agent_key")
+    peer = await peers.ssh_peer(peers.serve_output(recorded_output))
+    started.append(peer)
+    (tmp_path / "known_hosts").write_text(peer.known_hosts_line())
+    socket_path = str(tmp_path / "agent.sock")
+    agent = subprocess.Popen(
+        ["ssh-agent", "-D", "-a", socket_path], stdout=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(100):
+            if Path(socket_path).exists():
+                break
+            await asyncio.sleep(0.02)
+        subprocess.run(
+            ["ssh-add", "-q", str(key)], check=True, env={"SSH_AUTH_SOCK": socket_path}
+        )
+        key.unlink()  # only the agent has it now
+        inv = tmp_path / "inv.yaml"
+        inv.write_text(
+            f"all:\n  hosts:\n    h:\n      ansible_host: 127.0.0.1\n"
+            f"      ansible_port: {peer.port}\n      ansible_user: root\n"
+        )
+
+        status, out, err = await run_cli(
+            tmp_path,
+            "collect",
+            "-i",
+            str(inv),
+            "--db",
+            str(tmp_path / "f.db"),
+            agent=socket_path,
+        )
+    finally:
+        agent.terminate()
+        agent.wait()
+
+    assert status == 0, err + out
