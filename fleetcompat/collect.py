@@ -642,6 +642,11 @@ class _Fleet:
         except CollectError as exc:
             output = None
             outcome, reason = exc.outcome, exc.reason
+        except (OSError, asyncssh.Error, ValueError) as exc:
+            # Whatever else a peer provokes still ends as an outcome of this host.
+            log.debug("host=%s: unexpected %r", spec.name, exc, exc_info=True)
+            output = None
+            outcome, reason = UNREACHABLE, f"{type(exc).__name__}: {exc}"
 
         return ProbeResult(
             spec,
