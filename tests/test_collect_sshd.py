@@ -60,6 +60,19 @@ def fleet(
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def plain(
+    fleet: tuple[Sshd, dict[str, int]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Sshd]:
+    """A second sshd with no forced command, on two ports: bastions, or a host."""
+    server, _ = fleet
+    base = tmp_path_factory.mktemp("plain")
+    endpoints = [("127.0.0.1", free_port()), ("127.0.0.1", free_port())]
+    started = start_sshd(base, endpoints, client_key=server.client_key)
+    yield started
+    started.stop()
+
+
 def write_inventory(
     path: Path, server: Sshd, ports: dict[str, int], extra: str = ""
 ) -> Path:
@@ -312,3 +325,60 @@ def _count_snapshots(db: Path) -> int:
             return int(conn.execute("select count(*) from snapshots").fetchone()[0])
     except sqlite3.OperationalError:
         return 0
+
+
+async def test_probe_root_setting_points_the_probe_at_a_captured_tree(
+    tmp_path: Path,
+    fleet: tuple[Sshd, dict[str, int]],
+    plain: Sshd,
+    roots: dict[str, Path],
+) -> None:
+    server, _ = fleet
+    (tmp_path / "known_hosts").write_text(plain.known_hosts_lines())
+    address, port = plain.endpoints[0]
+    host = (
+        f"    captured:\n      ansible_host: {address}\n      ansible_port: {port}\n"
+        f"      fleetcompat_probe_root: {roots['laptop']}\n"
+    )
+    inv = write_inventory(tmp_path / "inv.yaml", server, {}, host)
+    db = tmp_path / "f.db"
+
+    status, _, err = await run_cli(tmp_path, "collect", "-i", str(inv), "--db", str(db))
+
+    assert status == 0, err
+    with Store(db) as store:
+        features = store.features(store.snapshots("captured")[0])
+    assert features.attributes["cpu.model"]["id"] == "140"
+
+
+async def test_a_chain_of_two_bastions_reaches_the_hosts_behind_them(
+    tmp_path: Path, fleet: tuple[Sshd, dict[str, int]], plain: Sshd
+) -> None:
+    server, ports = fleet
+    known = server.known_hosts_lines() + plain.known_hosts_lines()
+    (tmp_path / "known_hosts").write_text(known)
+    (first, p1), (second, p2) = plain.endpoints
+    before = plain.accepted_logins()
+    chain = f"root@{first}:{p1},root@{second}:{p2}"
+    hosts = "".join(
+        f"    far-{n}:\n      ansible_host: {ADDRESSES[n]}\n"
+        f"      ansible_port: {p}\n      fleetcompat_jump: {chain}\n"
+        for n, p in ports.items()
+    )
+    inv = write_inventory(tmp_path / "inv.yaml", server, {}, hosts)
+
+    status, out, err = await run_cli(
+        tmp_path,
+        "collect",
+        "-i",
+        str(inv),
+        "--db",
+        str(tmp_path / "f.db"),
+        "-o",
+        "json",
+    )
+
+    outcomes = {h["name"]: h["outcome"] for h in json.loads(out)["hosts"]}
+    assert status == 0, err
+    assert outcomes == {f"far-{n}": "ok" for n in ports}
+    assert plain.accepted_logins() - before == 2  # one login per hop, not per host
