@@ -94,7 +94,9 @@ async def serve(port: int, key_path: str, outputs_dir: str, ready: str) -> None:
     await asyncio.Event().wait()
 
 
-async def bare(hosts: int, port: int, key: str, known: str, concurrency: int) -> None:
+async def bare(
+    hosts: int, port: int, key: str, known: str, concurrency: int, user: str = ""
+) -> None:
     """The baseline: connect and run `true` on every host, as plainly as can be."""
     import asyncssh
 
@@ -103,15 +105,18 @@ async def bare(hosts: int, port: int, key: str, known: str, concurrency: int) ->
     slots = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> None:
-        async with slots, asyncssh.connect(
-            "127.0.0.1",
-            port,
-            username=f"m{i % 4}",
-            client_keys=keys,
-            known_hosts=known_hosts,
-            config=None,
-            agent_path=None,
-        ) as conn:
+        async with (
+            slots,
+            asyncssh.connect(
+                "127.0.0.1",
+                port,
+                username=user or f"m{i % 4}",
+                client_keys=keys,
+                known_hosts=known_hosts,
+                config=None,
+                agent_path=None,
+            ) as conn,
+        ):
             await conn.run("true", check=True)
 
     await asyncio.gather(*(one(i) for i in range(hosts)))
@@ -412,6 +417,25 @@ def bench_ansible(work: Path, venv: Path, hosts: int, forks: int) -> dict[str, A
             if label == "ansible_setup":
                 run["hosts_ok"] = out.count("| SUCCESS")
             figures[label] = run
+        remote0 = sshd_cpu(server.process.pid)
+        floor = measure(
+            [
+                PYTHON,
+                __file__,
+                "--bare",
+                str(hosts),
+                str(ports[0]),
+                str(key),
+                str(known),
+                str(forks),
+                "root",
+            ],
+            env,
+        )
+        floor.pop("stdout")
+        floor["remote_cpu_s"] = round(sshd_cpu(server.process.pid) - remote0, 2)
+        floor["total_cpu_s"] = round(floor["cpu_s"] + floor["remote_cpu_s"], 2)
+        figures["bare_asyncssh_true"] = floor
         fleet, ansible = figures["fleetcompat"], figures["ansible_setup"]
         figures["speedup"] = {
             "wall": round(ansible["wall_s"] / fleet["wall_s"], 1),
@@ -431,7 +455,8 @@ def main() -> None:
     parser.add_argument("--ansible", help="a venv with ansible-core installed")
     parser.add_argument("--ansible-hosts", type=int, default=30)
     parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
-    parser.add_argument("--bare", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--bare", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--only-ansible", action="store_true")
     args = parser.parse_args()
 
     if args.serve:
@@ -439,24 +464,25 @@ def main() -> None:
         asyncio.run(serve(int(port), key, outputs, ready))
         return
     if args.bare:
-        hosts, port, key, known, concurrency = args.bare
-        asyncio.run(bare(int(hosts), int(port), key, known, int(concurrency)))
+        hosts, port, key, known, concurrency, *user = args.bare
+        asyncio.run(bare(int(hosts), int(port), key, known, int(concurrency), *user))
         return
 
     work = Path(tempfile.mkdtemp(prefix="fleetcompat-bench-"))
     try:
-        results: dict[str, Any] = {
-            "fleet": bench_fleet(work, args.hosts, args.concurrency, args.timeout)
-        }
-        print(json.dumps(results, indent=2), flush=True)
-        results["db"] = bench_db(work)
-        print(json.dumps(results["db"], indent=2), flush=True)
+        out = REPO / "bench" / "results" / "collect.json"
+        results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+        if not args.only_ansible:
+            fleet = bench_fleet(work, args.hosts, args.concurrency, args.timeout)
+            results["fleet"] = fleet
+            print(json.dumps(fleet, indent=2), flush=True)
+            results["db"] = bench_db(work)
+            print(json.dumps(results["db"], indent=2), flush=True)
         if args.ansible:
             results["ansible"] = bench_ansible(
                 work, Path(args.ansible), args.ansible_hosts, 10
             )
             print(json.dumps(results["ansible"], indent=2), flush=True)
-        out = REPO / "bench" / "results" / "collect.json"
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")
         print(f"written to {out}")
