@@ -31,9 +31,14 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-if [ "$want_test" = yes ]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-else
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+log=.venv/pip-install.log
+extra=""
+[ "$want_test" = yes ] && extra="[test]"
+echo "setup: installing fleetcompat$extra into .venv (log: $log)" >&2
+if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip &&
+       .venv/bin/python -m pip install --disable-pip-version-check -e ".$extra"; } \
+     >"$log" 2>&1; then
+  tail -n 30 "$log" >&2
+  echo "setup: pip install failed; the whole log is in $log" >&2
+  exit 2
 fi
