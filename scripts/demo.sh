@@ -21,4 +21,4 @@ case "$status" in
           "the report marks it (exit 3 = partial result)." >&2 ;;
   *) exit "$status" ;;
 esac
-echo "Report: $PWD/$out/report/index.html"
+echo "Report: $PWD/$out/report/report.html (CSV files beside it)"
