@@ -1,0 +1,196 @@
+"""How one host is probed: options, deadlines, outcomes, and what a probe returns.
+
+A probe run ends in exactly one of `OUTCOMES`. This module holds the settings a
+run probes with, the record of one host's result, the check that turns a probe's
+stdout, stderr and exit into output or a failure (the same for SSH and local
+runs), and the local run itself: `/bin/sh -s` on this machine, bounded and
+deadlined like a remote one. The SSH side lives in `fleetcompat.ssh`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fleetcompat.errors import CollectError
+from fleetcompat.inventory import HostSpec
+
+OK = "ok"
+UNREACHABLE = "unreachable"
+REFUSED = "refused"
+TIMEOUT = "timeout"
+AUTH_FAILED = "auth-failed"
+HOSTKEY_MISMATCH = "hostkey-mismatch"
+HOSTKEY_UNKNOWN = "hostkey-unknown"
+PROBE_FAILED = "probe-failed"
+OUTPUT_INVALID = "output-invalid"
+OUTPUT_OVERSIZED = "output-oversized"
+OUTCOMES = (
+    OK,
+    UNREACHABLE,
+    REFUSED,
+    TIMEOUT,
+    AUTH_FAILED,
+    HOSTKEY_MISMATCH,
+    HOSTKEY_UNKNOWN,
+    PROBE_FAILED,
+    OUTPUT_INVALID,
+    OUTPUT_OVERSIZED,
+)
+"""Every outcome a host can end with; all but "ok" are failures."""
+
+STRICT = "strict"
+ACCEPT_NEW = "accept-new"
+MAX_OUTPUT_BYTES = 32 * 1024 * 1024
+STDERR_EXCERPT = 400
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Deadlines in seconds: per phase, and per host over all its phases."""
+
+    connect: float = 10.0
+    auth: float = 15.0
+    probe: float = 60.0
+    host: float = 90.0
+
+    @classmethod
+    def for_host(cls, seconds: float) -> Timeouts:
+        """Phase deadlines that fit in one per-host deadline."""
+        return cls(
+            connect=min(10.0, seconds * 0.3),
+            auth=min(15.0, seconds * 0.3),
+            probe=seconds,
+            host=seconds,
+        )
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    """How a run contacts hosts."""
+
+    concurrency: int = 50
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    known_hosts: str = STRICT
+    known_hosts_file: Path | None = None
+    ssh_config: Path | None = None
+    max_output: int = MAX_OUTPUT_BYTES
+    retries: int = 2
+    jump_concurrency: int = 10
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What contacting one host produced: raw probe output, or a failure."""
+
+    host: HostSpec
+    outcome: str
+    reason: str = ""
+    output: bytes | None = None
+    duration_ms: int = 0
+    attempts: int = 1
+
+
+async def run_local(script: bytes, options: CollectOptions) -> bytes:
+    """Run the probe with the local /bin/sh; bounded, deadlined, same checks."""
+    limit = options.max_output
+    env = {k: v for k, v in os.environ.items() if k != "FLEETCOMPAT_ROOT"}
+    proc = await asyncio.create_subprocess_exec(
+        "/bin/sh",
+        "-s",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdin and proc.stdout and proc.stderr
+    stdout = bytearray()
+    oversized = False
+
+    async def read_stdout() -> None:
+        nonlocal oversized
+        assert proc.stdout
+        while chunk := await proc.stdout.read(65536):
+            if len(stdout) + len(chunk) > limit:
+                oversized = True
+                proc.kill()
+                return
+            stdout.extend(chunk)
+
+    async def feed() -> None:
+        assert proc.stdin
+        proc.stdin.write(script)
+        await proc.stdin.drain()
+        proc.stdin.close()
+
+    try:
+        async with asyncio.timeout(options.timeouts.probe):
+            _, _, stderr, status = await asyncio.gather(
+                feed(), read_stdout(), proc.stderr.read(), proc.wait()
+            )
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise CollectError(
+            TIMEOUT,
+            f"the probe did not finish within {options.timeouts.probe:g}s (probe)",
+        ) from None
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+        raise
+    signal_name = f"SIG{signal.Signals(-status).name[3:]}" if status < 0 else None
+    return probe_output(
+        bytes(stdout),
+        stderr[-STDERR_EXCERPT * 4 :],
+        status if status >= 0 else None,
+        signal_name,
+        oversized,
+        limit,
+        None,
+    )
+
+
+def probe_output(
+    stdout: bytes,
+    stderr: bytes,
+    status: int | None,
+    signal_name: str | None,
+    oversized: bool,
+    limit: int,
+    error: Exception | None,
+) -> bytes:
+    """The probe's stdout when it succeeded; otherwise the failure as an outcome."""
+    if oversized:
+        raise CollectError(
+            OUTPUT_OVERSIZED,
+            f"the probe wrote more than {limit} bytes; refused (not a probe?)",
+        )
+    excerpt = _excerpt(stderr)
+    if status is None and signal_name is None:
+        why = f": {error}" if error else ""
+        raise CollectError(
+            PROBE_FAILED,
+            f"the connection closed before the probe finished{why}"
+            + (f"; stderr: {excerpt}" if excerpt else ""),
+        )
+    if signal_name is not None:
+        raise CollectError(
+            PROBE_FAILED, f"the probe was killed by {signal_name}; stderr: {excerpt}"
+        )
+    if status != 0:
+        raise CollectError(
+            PROBE_FAILED, f"the probe exited with status {status}; stderr: {excerpt}"
+        )
+    return stdout
+
+
+def _excerpt(stderr: bytes) -> str:
+    """The end of stderr on one line, printable, bounded."""
+    text = stderr.decode("utf-8", "replace").strip()
+    text = " | ".join(line.strip() for line in text.splitlines() if line.strip())
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text[-STDERR_EXCERPT:] if text else ""
