@@ -382,3 +382,22 @@ async def test_a_chain_of_two_bastions_reaches_the_hosts_behind_them(
     assert status == 0, err
     assert outcomes == {f"far-{n}": "ok" for n in ports}
     assert plain.accepted_logins() - before == 2  # one login per hop, not per host
+
+
+async def test_inventory_values_never_reach_the_remote_shell_unquoted(
+    tmp_path: Path, fleet: tuple[Sshd, dict[str, int]], plain: Sshd
+) -> None:
+    server, _ = fleet
+    (tmp_path / "known_hosts").write_text(plain.known_hosts_lines())
+    address, port = plain.endpoints[0]
+    marker = tmp_path / "pwned"
+    hostile = f"/nonexistent'; touch {marker}; echo '$(touch {marker})"
+    host = (
+        f"    hostile:\n      ansible_host: {address}\n      ansible_port: {port}\n"
+        f"      fleetcompat_probe_root: {json.dumps(hostile)}\n"
+    )
+    inv = write_inventory(tmp_path / "inv.yaml", server, {}, host)
+
+    await run_cli(tmp_path, "collect", "-i", str(inv), "--db", str(tmp_path / "f.db"))
+
+    assert not marker.exists()
