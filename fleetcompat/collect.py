@@ -427,6 +427,7 @@ async def probe_hosts(
     Hosts not yet started when `stop` is set are left out. `counter`, when given,
     has its `in_flight` attribute kept up to date and its `tasks` list filled.
     """
+    hosts = list(hosts)
     stop = stop or asyncio.Event()
     fleet = Fleet(options)
     await fleet.prepare(hosts)

@@ -354,3 +354,35 @@ async def test_keys_held_by_the_ssh_agent_authenticate(
         agent.wait()
 
     assert status == 0, err + out
+
+
+async def test_async_core_delivers_each_host_once_as_it_finishes(
+    tmp_path: Path,
+    recorded_output: bytes,
+    started: list[Peer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fleetcompat.collect import CollectOptions, ProbeResult, Timeouts, probe_hosts
+    from fleetcompat.inventory import HostSpec
+
+    key = keygen(tmp_path / "id_ed25519")
+    slow = await peers.ssh_peer(peers.delayed(recorded_output, 0.5))
+    fast = await peers.ssh_peer(peers.serve_output(recorded_output))
+    started.extend([slow, fast])
+    known = tmp_path / "known_hosts"
+    known.write_text(slow.known_hosts_line() + fast.known_hosts_line())
+    hosts = [
+        HostSpec("slow", "127.0.0.1", slow.port, "root", str(key)),
+        HostSpec("fast", "127.0.0.1", fast.port, "root", str(key)),
+        HostSpec("here", "here", local=True),
+    ]
+    options = CollectOptions(timeouts=Timeouts.for_host(10), known_hosts_file=known)
+    delivered: list[ProbeResult] = []
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh of the user running tests
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+
+    await probe_hosts(hosts, options, delivered.append)
+
+    assert [r.host.name for r in delivered][-1] == "slow"
+    assert sorted(r.host.name for r in delivered) == ["fast", "here", "slow"]
+    assert all(r.outcome == "ok" and r.output for r in delivered)
