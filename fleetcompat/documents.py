@@ -33,21 +33,22 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             node = super().compose_node(parent, index)
             self._charge(self._sizes.get(id(node), 1), event.start_mark)
             return node
         before = self._nodes
         node = super().compose_node(parent, index)
-        self._charge(1, node.start_mark)
+        self._charge(1, getattr(node, "start_mark", None))
         self._sizes[id(node)] = self._nodes - before
         return node
 
     def _charge(self, count: int, mark: Any) -> None:
         self._nodes += count
         if self._nodes > MAX_YAML_NODES:
+            where = f"line {mark.line + 1}: " if mark is not None else ""
             raise yaml.YAMLError(
-                f"line {mark.line + 1}: document expands to more than "
+                f"{where}document expands to more than "
                 f"{MAX_YAML_NODES} nodes (an alias bomb?)"
             )
 
