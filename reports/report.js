@@ -72,8 +72,12 @@
   const mState = { rowPage: 0, colPage: 0 };
   function matrixColumns() {
     const q = document.getElementById("m-image").value.toLowerCase();
+    const sort = document.getElementById("m-colsort").value;
     const cols = [];
     for (let c = 0; c < M; c++) if (!q || D.images[c].name.toLowerCase().includes(q)) cols.push(c);
+    const share = (c) => imageCounts[c].C;
+    if (sort === "worst") cols.sort((a, b) => share(a) - share(b) || a - b);
+    if (sort === "best") cols.sort((a, b) => share(b) - share(a) || a - b);
     return cols;
   }
   function matrixRows(cols) {
@@ -129,7 +133,7 @@
     pager(cp, cols.length, PAGE_COLS, mState.colPage, (n) => { mState.colPage = n; renderMatrix(); });
     p.append("Host groups: ", rp, " Images: ", cp);
   }
-  for (const id of ["m-host", "m-image", "m-filter", "m-sort"]) {
+  for (const id of ["m-host", "m-image", "m-filter", "m-sort", "m-colsort"]) {
     document.getElementById(id).addEventListener("input", () => {
       mState.rowPage = 0; mState.colPage = 0; renderMatrix();
     });

@@ -206,3 +206,14 @@ def test_a_host_page_has_a_link_of_its_own(visit: Visit, report) -> None:
     page.locator("#detail-body button.link", has_text="cuda-inference").first.click()
     assert page.url.endswith("#image=cuda-inference%3A12.4")
     assert visit.console == []
+
+
+def test_images_sort_least_compatible_first(visit: Visit) -> None:
+    page = visit.page
+
+    page.select_option("#m-colsort", "worst")
+
+    first = page.locator("#m-table th.img").first.inner_text()
+    last = page.locator("#m-table th.img").last.inner_text()
+    assert first in ("cuda-inference:12.4", "onnx-avx512:1.17", HOSTILE)
+    assert last == "python-service:3.12"
