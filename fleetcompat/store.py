@@ -9,6 +9,11 @@ One file holds a fleet's history. Its invariants:
 - A snapshot lands in one transaction with its feature set, or not at all; a failed
   attempt is a snapshot with a status and an error and no feature set, and never
   touches an earlier good one.
+- History costs what changes, not what repeats: a good attempt whose features equal
+  those of the host's newest snapshot confirms that snapshot in place (its run and
+  time move forward; where it was first seen stays) instead of adding a row. So the
+  snapshots of a host are its changes of outcome or features, and a nightly run
+  over an unchanged fleet adds next to nothing.
 - The database runs in WAL mode with full sync, so a killed writer leaves it intact
   with every committed host in it.
 
@@ -35,7 +40,7 @@ import sqlite_utils
 from fleetcompat.errors import StoreError
 from fleetcompat.features import Features
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x46434D50  # "FCMP": marks the file as ours
 
 OK = "ok"
@@ -71,7 +76,11 @@ class Host:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One attempt to learn a host's features, good or failed."""
+    """What one or more attempts learned of a host's features, good or failed.
+
+    `run_id` and `taken_at` are those of the latest attempt that gave this result;
+    `first_run_id` and `first_taken_at` those of the first (equal when only one did).
+    """
 
     id: int
     host: str
@@ -83,6 +92,8 @@ class Snapshot:
     feature_set: str | None = None
     node_name: str = ""
     duration_ms: int | None = None
+    first_run_id: int | None = None
+    first_taken_at: str = ""
 
     @property
     def ok(self) -> bool:
@@ -163,13 +174,15 @@ class Store:
                 self._create_eval_tables()
             if version < 3:
                 self._create_artifact_table()
+            if version < 4:
+                self._add_snapshot_confirmation()
             conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _create_tables(self) -> None:
         """The schema, version 1."""
         db = self.db
-        db["runs"].create(
+        db.table("runs").create(
             {
                 "id": int,
                 "kind": str,
@@ -182,7 +195,7 @@ class Store:
             pk="id",
             not_null={"kind", "started_at", "status"},
         )
-        db["hosts"].create(
+        db.table("hosts").create(
             {
                 "name": str,
                 "address": str,
@@ -192,11 +205,11 @@ class Store:
             },
             pk="name",
         )
-        db["feature_sets"].create(
+        db.table("feature_sets").create(
             {"digest": str, "data": bytes, "size": int, "first_seen": str},
             pk="digest",
         )
-        db["snapshots"].create(
+        db.table("snapshots").create(
             {
                 "id": int,
                 "host": str,
@@ -217,16 +230,22 @@ class Store:
             ],
             not_null={"host", "taken_at", "source", "status"},
         )
-        db["snapshots"].create_index(["host", "id"])
-        db["snapshots"].create_index(["run_id"])
-        db["snapshots"].create_index(["feature_set"])
+        db.table("snapshots").create_index(["host", "id"])
+        db.table("snapshots").create_index(["run_id"])
+        db.table("snapshots").create_index(["feature_set"])
+
+    def _add_snapshot_confirmation(self) -> None:
+        """Where an unchanged snapshot was first seen (schema version 4 adds it)."""
+        snapshots = self.db.table("snapshots")
+        snapshots.add_column("first_run_id", int)
+        snapshots.add_column("first_taken_at", str)
 
     # Runs
 
     def start_run(self, kind: str, settings: dict[str, Any] | None = None) -> int:
         """Record the start of a run and return its id."""
         with self.transaction():
-            table = self.db["runs"]
+            table = self.db.table("runs")
             table.insert(
                 {
                     "kind": kind,
@@ -236,12 +255,14 @@ class Store:
                     "counts": "{}",
                 }
             )
-            return int(table.last_pk)
+            run_id = table.last_pk
+            assert isinstance(run_id, int)
+            return run_id
 
     def finish_run(self, run_id: int, status: str, counts: dict[str, int]) -> None:
         """Record the end of a run, its final status and its counts."""
         with self.transaction():
-            self.db["runs"].update(
+            self.db.table("runs").update(
                 run_id,
                 {
                     "finished_at": utcnow(),
@@ -253,7 +274,7 @@ class Store:
     def runs(self, kind: str | None = None, limit: int | None = None) -> list[Run]:
         """Runs, newest first, optionally of one kind."""
         where = "kind = ?" if kind else None
-        rows = self.db["runs"].rows_where(
+        rows = self.db.table("runs").rows_where(
             where, [kind] if kind else [], order_by="id desc", limit=limit
         )
         return [_run(row) for row in rows]
@@ -261,7 +282,7 @@ class Store:
     def run(self, run_id: int) -> Run:
         """One run by id; StoreError when there is none."""
         try:
-            return _run(self.db["runs"].get(run_id))
+            return _run(self.db.table("runs").get(run_id))
         except sqlite_utils.db.NotFoundError:
             raise StoreError(f"{self.path}: no run {run_id}") from None
 
@@ -302,10 +323,20 @@ class Store:
                     "first_seen) VALUES (?, ?, ?, ?)",
                     [digest, packed, size, now],
                 )
+                unchanged = self._unchanged_snapshot(host.name, digest, node_name)
+                if unchanged is not None:
+                    self.db.execute(
+                        "UPDATE snapshots SET first_run_id = coalesce(first_run_id, "
+                        "run_id), first_taken_at = coalesce(first_taken_at, "
+                        "taken_at), run_id = ?, taken_at = ?, source = ?, "
+                        "duration_ms = ? WHERE id = ?",
+                        [run_id, taken_at, source, duration_ms, unchanged],
+                    )
+                    return self._snapshot_by_id(unchanged)
             cursor = self.db.execute(
                 "INSERT INTO snapshots (host, run_id, taken_at, source, status, "
-                "error, feature_set, node_name, duration_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "error, feature_set, node_name, duration_ms, first_run_id, "
+                "first_taken_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     host.name,
                     run_id,
@@ -316,6 +347,8 @@ class Store:
                     digest,
                     node_name,
                     duration_ms,
+                    run_id,
+                    taken_at,
                 ],
             )
             snapshot_id = int(cursor.lastrowid or 0)
@@ -331,7 +364,26 @@ class Store:
             digest,
             node_name,
             duration_ms,
+            run_id,
+            taken_at,
         )
+
+    def _unchanged_snapshot(
+        self, host: str, digest: str, node_name: str
+    ) -> int | None:
+        """The id of the host's newest snapshot if it is good with these features."""
+        row = self.db.execute(
+            "SELECT id, status, feature_set, node_name FROM snapshots "
+            "WHERE host = ? ORDER BY id DESC LIMIT 1",
+            [host],
+        ).fetchone()
+        if row is None or row[1] != OK or row[2] != digest or row[3] != node_name:
+            return None
+        return int(row[0])
+
+    def _snapshot_by_id(self, snapshot_id: int) -> Snapshot:
+        """One snapshot by id."""
+        return _snapshot(self.db.table("snapshots").get(snapshot_id))
 
     def _packed(self, features: Features) -> tuple[str, bytes, int]:
         """A feature set's digest, compressed canonical form and size.
@@ -416,7 +468,7 @@ class Store:
 
     def snapshots(self, host: str) -> list[Snapshot]:
         """Every snapshot of one host, newest first."""
-        rows = self.db["snapshots"].rows_where("host = ?", [host], order_by="id desc")
+        rows = self.db.table("snapshots").rows_where("host = ?", [host], order_by="id desc")
         return [_snapshot(row) for row in rows]
 
     def prune(self, keep: int) -> int:
@@ -810,6 +862,8 @@ def _snapshot(row: dict[str, Any]) -> Snapshot:
         feature_set=row["feature_set"],
         node_name=row["node_name"] or "",
         duration_ms=row["duration_ms"],
+        first_run_id=row.get("first_run_id"),
+        first_taken_at=row.get("first_taken_at") or "",
     )
 
 

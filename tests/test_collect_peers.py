@@ -276,7 +276,7 @@ async def test_demo_inventory_collects_this_machine_and_marks_the_offline_host(
     assert rows["offline-demo"]["last_ok_at"] is None
 
 
-async def test_retain_keeps_the_newest_snapshots_and_the_run_history(
+async def test_unchanged_host_keeps_one_snapshot_and_every_run(
     tmp_path: Path, recorded_output: bytes, started: list[Peer]
 ) -> None:
     key = keygen(tmp_path / "id_ed25519")
@@ -302,9 +302,14 @@ async def test_retain_keeps_the_newest_snapshots_and_the_run_history(
     )
 
     assert status == 0
-    assert json.loads(out)["pruned"] == 2
+    assert json.loads(out)["pruned"] == 0  # one snapshot, confirmed by each run
     with sqlite3.connect(db) as conn:
-        assert conn.execute("select count(*) from snapshots").fetchone() == (2,)
+        assert conn.execute("select count(*) from snapshots").fetchone() == (1,)
+        first_run, last_run = conn.execute(
+            "select first_run_id, run_id from snapshots"
+        ).fetchone()
+    assert (first_run, last_run) == (1, 4)
+    with sqlite3.connect(db) as conn:
         runs = conn.execute("select status, counts, settings from runs").fetchall()
     assert [r[0] for r in runs] == ["ok"] * 4
     assert json.loads(runs[-1][1]) == {"ok": 1}

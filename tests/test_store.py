@@ -135,3 +135,41 @@ def test_reopened_store_keeps_everything(tmp_path: Path) -> None:
 
     assert status.latest_good is not None
     assert ok == "ok"
+
+
+def test_unchanged_host_is_confirmed_in_place(store: Store) -> None:
+    first = store.start_run("collect")
+    store.save_snapshot(
+        Host("a"), run_id=first, source="ssh", features=machine("a"), node_name="a"
+    )
+    second = store.start_run("collect")
+
+    confirmed = store.save_snapshot(
+        Host("a"),
+        run_id=second,
+        source="ssh",
+        features=machine("a"),
+        node_name="a",
+        taken_at="2030-01-01T00:00:00Z",
+    )
+
+    assert store.db.table("snapshots").count == 1
+    assert (confirmed.run_id, confirmed.first_run_id) == (second, first)
+    assert confirmed.taken_at == "2030-01-01T00:00:00Z"
+    assert confirmed.first_taken_at < confirmed.taken_at
+
+
+def test_changed_features_or_a_failure_between_add_rows(store: Store) -> None:
+    run = store.start_run("collect")
+    save = store.save_snapshot
+
+    save(Host("a"), run_id=run, source="ssh", features=machine("a", "6.1"))
+    save(Host("a"), run_id=run, source="ssh", features=machine("a", "6.2"))
+    save(Host("a"), run_id=run, source="ssh", status="timeout", error="probe")
+    save(Host("a"), run_id=run, source="ssh", features=machine("a", "6.2"))
+
+    kernels = [
+        store.features(s).attributes["kernel.version"]["full"] if s.ok else s.status
+        for s in store.snapshots("a")
+    ]
+    assert kernels == ["6.2", "timeout", "6.2", "6.1"]
