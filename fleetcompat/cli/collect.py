@@ -6,7 +6,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -15,11 +15,15 @@ from rich.text import Text
 
 from fleetcompat.cli.main import (
     ExitCode,
+    F,
     db_option,
     output_option,
     print_json,
     verbosity_options,
 )
+
+if TYPE_CHECKING:
+    from fleetcompat.collect import CollectOptions
 
 KNOWN_HOSTS_HELP = (
     "strict: only keys already in known_hosts; accept-new: also record new hosts' "
@@ -36,46 +40,72 @@ def default_known_hosts_file() -> str:
     return str(Path(base) / "fleetcompat" / "known_hosts")
 
 
+def collection_options(func: F) -> F:
+    """The options of a collection run, shared by `collect` and `audit`."""
+    options = [
+        click.option(
+            "-i",
+            "--inventory",
+            required=True,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Ansible inventory: YAML, or the JSON of `ansible-inventory --list`.",
+        ),
+        click.option(
+            "--limit", metavar="PATTERN", help="Hosts or groups, Ansible style."
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 10_000),
+            default=50,
+            show_default=True,
+            help="Most hosts connecting at once (hosts running a probe wait apart).",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0.1),
+            default=90.0,
+            show_default=True,
+            help="Deadline per host, in seconds, over connect, auth and probe.",
+        ),
+        click.option(
+            "--known-hosts",
+            "known_hosts",
+            type=click.Choice(["strict", "accept-new"]),
+            default="strict",
+            show_default=True,
+            help=KNOWN_HOSTS_HELP,
+        ),
+        click.option(
+            "--known-hosts-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=default_known_hosts_file,
+            show_default="~/.config/fleetcompat/known_hosts",
+            help="fleetcompat's own known_hosts (read, and written by accept-new).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def collect_options(
+    concurrency: int, timeout: float, known_hosts: str, known_hosts_file: Path
+) -> CollectOptions:
+    """The collector's settings from the shared command-line options."""
+    from fleetcompat.collect import CollectOptions, Timeouts
+
+    return CollectOptions(
+        concurrency=concurrency,
+        timeouts=Timeouts.for_host(timeout),
+        known_hosts=known_hosts,
+        known_hosts_file=known_hosts_file,
+    )
+
+
 @click.command()
-@click.option(
-    "-i",
-    "--inventory",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Ansible inventory: YAML, or the JSON of `ansible-inventory --list`.",
-)
+@collection_options
 @db_option
-@click.option("--limit", metavar="PATTERN", help="Hosts or groups, Ansible style.")
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 10_000),
-    default=50,
-    show_default=True,
-    help="Most hosts connecting at once (hosts running their probe wait apart).",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.1),
-    default=90.0,
-    show_default=True,
-    help="Deadline per host, in seconds, over connect, auth and probe.",
-)
 @output_option("table", "json")
-@click.option(
-    "--known-hosts",
-    "known_hosts",
-    type=click.Choice(["strict", "accept-new"]),
-    default="strict",
-    show_default=True,
-    help=KNOWN_HOSTS_HELP,
-)
-@click.option(
-    "--known-hosts-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=default_known_hosts_file,
-    show_default="~/.config/fleetcompat/known_hosts",
-    help="fleetcompat's own known_hosts (read, and written by accept-new).",
-)
 @click.option(
     "--retain",
     type=click.IntRange(min=1),
@@ -111,18 +141,13 @@ def collect(
     Exits 0 when every host was collected, 3 when some failed, 2 for a bad
     inventory (nothing is written), 130 when interrupted (finished hosts kept).
     """
-    from fleetcompat.collect import CollectOptions, Timeouts, collect_fleet
+    from fleetcompat.collect import collect_fleet
     from fleetcompat.inventory import load_inventory
     from fleetcompat.store import Store
 
     fleet = load_inventory(inventory)
     fleet.select(limit)
-    options = CollectOptions(
-        concurrency=concurrency,
-        timeouts=Timeouts.for_host(timeout),
-        known_hosts=known_hosts,
-        known_hosts_file=known_hosts_file,
-    )
+    options = collect_options(concurrency, timeout, known_hosts, known_hosts_file)
     with Store(db) as store, _ProgressView(output) as view:
         summary = collect_fleet(
             fleet, store, limit=limit, options=options, retain=retain, progress=view

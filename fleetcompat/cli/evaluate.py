@@ -8,28 +8,15 @@ from typing import Any
 
 import click
 
+from fleetcompat.cli.collect import collect_options, collection_options
 from fleetcompat.cli.main import (
     ExitCode,
     db_option,
+    layouts_option,
     output_option,
     print_json,
     verbosity_options,
 )
-
-LAYOUT_HELP = (
-    "An OCI image layout directory, or a directory of layouts; repeat for more."
-)
-
-
-def _layouts_option(func: Any) -> Any:
-    return click.option(
-        "--oci-layout",
-        "layouts",
-        multiple=True,
-        required=True,
-        type=click.Path(path_type=Path),
-        help=LAYOUT_HELP,
-    )(func)
 
 
 def _progress(stage: str, done: int, total: int) -> None:
@@ -41,7 +28,7 @@ def _progress(stage: str, done: int, total: int) -> None:
 
 
 @click.command()
-@_layouts_option
+@layouts_option
 @db_option
 @output_option("table", "json")
 @verbosity_options
@@ -142,14 +129,8 @@ def report(db: str, run_id: int | None, out_dir: Path, long_csv: bool) -> None:
 
 
 @click.command()
-@click.option(
-    "-i",
-    "--inventory",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Ansible inventory: YAML, or the JSON of `ansible-inventory --list`.",
-)
-@_layouts_option
+@collection_options
+@layouts_option
 @db_option
 @click.option(
     "--out",
@@ -164,29 +145,6 @@ def report(db: str, run_id: int | None, out_dir: Path, long_csv: bool) -> None:
     default="none",
     show_default=True,
     help="What makes the exit status 4 (see above).",
-)
-@click.option("--limit", metavar="PATTERN", help="Hosts or groups, Ansible style.")
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 10_000),
-    default=50,
-    show_default=True,
-    help="Most hosts contacted at once.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.1),
-    default=90.0,
-    show_default=True,
-    help="Deadline per host, in seconds.",
-)
-@click.option(
-    "--known-hosts",
-    "known_hosts",
-    type=click.Choice(["strict", "accept-new"]),
-    default="strict",
-    show_default=True,
-    help="As for collect: strict, or accept and record new hosts' keys.",
 )
 @click.option(
     "--long-csv/--no-long-csv",
@@ -206,6 +164,7 @@ def audit(
     concurrency: int,
     timeout: float,
     known_hosts: str,
+    known_hosts_file: Path,
     long_csv: bool,
     output: str,
 ) -> None:
@@ -235,16 +194,9 @@ def audit(
       130  interrupted
     """
     from fleetcompat.audit import run_audit
-    from fleetcompat.cli.collect import default_known_hosts_file
-    from fleetcompat.collect import CollectOptions, Timeouts
     from fleetcompat.store import Store
 
-    options = CollectOptions(
-        concurrency=concurrency,
-        timeouts=Timeouts.for_host(timeout),
-        known_hosts=known_hosts,
-        known_hosts_file=Path(default_known_hosts_file()),
-    )
+    options = collect_options(concurrency, timeout, known_hosts, known_hosts_file)
     with Store(db) as store:
         result = run_audit(
             inventory,

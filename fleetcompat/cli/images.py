@@ -10,23 +10,15 @@ import click
 
 from fleetcompat.cli.main import (
     ExitCode,
+    layouts_option,
     output_option,
     print_json,
     verbosity_options,
 )
 
-LAYOUT_HELP = "OCI image layout directory, or a directory of layouts (repeatable)."
-
 
 @click.command()
-@click.option(
-    "--oci-layout",
-    "layouts",
-    multiple=True,
-    required=True,
-    type=click.Path(path_type=Path),
-    help=LAYOUT_HELP,
-)
+@layouts_option
 @output_option("table", "json")
 @verbosity_options
 def images(layouts: tuple[Path, ...], output: str) -> None:

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -57,6 +58,19 @@ def db_option(func: F) -> F:
         default=default_db,
         show_default="fleetcompat.db",
         help=DB_HELP,
+    )(func)
+
+
+def layouts_option(func: F) -> F:
+    """The repeatable --oci-layout option of the commands that read images."""
+    return click.option(
+        "--oci-layout",
+        "layouts",
+        multiple=True,
+        required=True,
+        type=click.Path(path_type=Path),
+        help="An OCI image layout directory, or a directory of layouts; repeat "
+        "for more.",
     )(func)
 
 
@@ -138,10 +152,14 @@ class _Group(click.Group):
 
 
 def _is_partial(exc: FleetcompatError) -> bool:
-    """Whether an error leaves a partial result behind (an evaluation or a host)."""
-    from fleetcompat.errors import CollectError, RuleError
+    """Whether an error leaves a partial result behind: a host that failed.
 
-    return isinstance(exc, CollectError | RuleError)
+    A RuleError that reaches here comes from a spec the user handed in, so it is
+    bad input, as `validate` reports it; `evaluate` keeps such errors per image.
+    """
+    from fleetcompat.errors import CollectError
+
+    return isinstance(exc, CollectError)
 
 
 @click.group(
