@@ -93,7 +93,7 @@ ERROR = "error"
 NOT_EVALUATED = "not-evaluated"
 VERDICTS = (COMPATIBLE, INCOMPATIBLE, ERROR, NOT_EVALUATED)
 
-RESULT_FORMAT = b"fleetcompat-eval-4\n"
+RESULT_FORMAT = b"fleetcompat-eval-5\n"
 """Salts projection digests: changing how results are made retires old ones."""
 
 SPEC_ERROR = "spec-error"

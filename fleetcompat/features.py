@@ -81,11 +81,13 @@ class Features:
         }
 
     def canonical_json(self) -> bytes:
-        """A byte form equal for equal feature sets, whatever the instance order."""
-        data = self.to_nfd()
-        for feature in data["instances"].values():
-            feature["elements"].sort(key=lambda e: json.dumps(e, sort_keys=True))
-        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        """A byte form equal exactly for equal feature sets.
+
+        Instance order is kept: NFD's templates see instances in discovery order
+        (which is stable per machine), so two hosts listing the same devices in
+        another order may get other results and must not share one.
+        """
+        return json.dumps(self.to_nfd(), sort_keys=True, separators=(",", ":")).encode()
 
     def digest(self) -> str:
         """The sha256 of the canonical form, in hex: the feature set's identity."""

@@ -430,3 +430,46 @@ def test_an_image_without_an_artifact_for_one_platform_has_not_failed(
     from fleetcompat.runview import load_run
 
     assert "no artifact" in load_run(store, run.run_id).reasons
+
+
+TEMPLATE_ORDER_SPEC = b"""
+version: v1alpha1
+compatibilities:
+- rules:
+  - name: last-device
+    varsTemplate: "{{range .pci.device}}last={{.vendor}}\\n{{end}}"
+    matchFeatures:
+    - feature: pci.device
+      matchExpressions: {vendor: {op: Exists}}
+  - name: last-is-nvidia
+    matchFeatures:
+    - feature: rule.matched
+      matchExpressions: {last: {op: In, value: ["10de"]}}
+"""
+
+
+def test_hosts_listing_devices_in_another_order_do_not_share_a_result(
+    store: Store,
+) -> None:
+    run = store.start_run("collect")
+    orders = {
+        "nvidia-last": [{"vendor": "8086"}, {"vendor": "10de"}],
+        "nvidia-first": [{"vendor": "10de"}, {"vendor": "8086"}],
+    }
+    for name, devices in orders.items():
+        features = Features(
+            flags={"cpu.cpuid": {"X86_64_V1"}}, instances={"pci.device": devices}
+        )
+        store.save_snapshot(
+            Host(name), run_id=run, source="test", features=features, node_name=name
+        )
+    target = ImageTarget("img", "", "sha256:" + "a" * 64, TEMPLATE_ORDER_SPEC)
+
+    evaluation = evaluate_targets(store, [target])
+
+    verdicts = stored_verdicts(store, evaluation.run_id)
+    assert verdicts == {
+        ("nvidia-first", "img"): INCOMPATIBLE,
+        ("nvidia-last", "img"): COMPATIBLE,
+    }
+    assert verdicts == independent_verdicts(store, [target])

@@ -80,11 +80,12 @@ def test_bare_features_round_trip_through_nfd_shape() -> None:
     assert again == features
 
 
-def test_digest_ignores_instance_order() -> None:
+def test_digest_keeps_instance_order_which_templates_see() -> None:
     a = Features(instances={"pci.device": [{"v": "1"}, {"v": "2"}]})
     b = Features(instances={"pci.device": [{"v": "2"}, {"v": "1"}]})
 
-    assert a.digest() == b.digest()
+    assert a.digest() != b.digest()
+    assert a.digest() == Features.from_nfd(a.to_nfd()).digest()
     assert a.digest() != Features(instances={"pci.device": [{"v": "1"}]}).digest()
 
 
