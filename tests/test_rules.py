@@ -274,6 +274,7 @@ TEMPLATE_DATA = {
         ("{{ range .cpu.cpuid }}{{ .Name | lower }}{{ end }}", "avxsse"),
         ('{{ if eq "a" "b" "a" }}yes{{ end }}', "yes"),
         ("{{ with .kernel.config }}{{ len . }}{{ end }}", "1"),
+        ("{{ with .memory.nv }}a{{ else with .cpu.cpuid }}{{ len . }}{{ end }}", "2"),
     ],
 )
 def test_template_subset_renders_as_go(source: str, expected: str) -> None:
@@ -286,7 +287,6 @@ def test_template_subset_renders_as_go(source: str, expected: str) -> None:
         ("{{ .nope.x }}", 'map has no entry for key "nope"'),
         ("{{ range .cpu.cpuid }}{{ .Value }}{{ end }}", 'no entry for key "Value"'),
         ("{{ range .pci.device }}{{ .Name }}{{ end }}", 'no entry for key "Name"'),
-        ("{{ $x := 1 }}", "variables are not supported"),
         ('{{ env "PATH" }}', 'function "env" not defined'),
         ('{{ template "x" }}', "not supported"),
         ("{{ range .cpu.cpuid }}", "unexpected EOF"),
@@ -296,6 +296,173 @@ def test_template_subset_renders_as_go(source: str, expected: str) -> None:
 def test_template_errors_are_rule_errors(source: str, message: str) -> None:
     with pytest.raises(RuleError, match=message):
         compile_template(source).render(TEMPLATE_DATA)
+
+
+VARIABLE_DATA = {
+    "cpu": {"cpuid": [{"Name": "AVX"}, {"Name": "SSE"}]},
+    "kernel": {"config": [{"Name": "X86", "Value": "y"}], "version": []},
+    "pci": {"device": [{"class": "0200", "vendor": "8086"}, {"class": "0300"}]},
+    "memory": {"nv": []},
+}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        pytest.param(
+            "{{range $i, $d := .pci.device}}{{$i}}:{{$d.class}} {{end}}",
+            "0:0200 1:0300 ",
+            id="range-two-vars-bind-index-and-element",
+        ),
+        pytest.param(
+            "{{range $c := .cpu.cpuid}}{{$c.Name}}{{end}}",
+            "AVXSSE",
+            id="range-one-var-binds-the-element",
+        ),
+        pytest.param(
+            "{{range $k, $v := .kernel}}{{$k}}={{len $v}};{{end}}",
+            "config=1;version=0;",
+            id="range-over-a-map-binds-sorted-keys",
+        ),
+        pytest.param("{{range $i := 3}}{{$i}}{{end}}", "012", id="range-over-an-int"),
+        pytest.param(
+            "{{range $i, $d := .memory.nv}}x{{else}}empty{{end}}",
+            "empty",
+            id="range-with-vars-runs-else-when-empty",
+        ),
+        pytest.param(
+            "{{$x := .cpu.cpuid}}{{len $x}}", "2", id="declaration-prints-nothing"
+        ),
+        pytest.param(
+            "{{$x := 1}}{{if true}}{{$x := 2}}{{$x}}{{end}}{{$x}}",
+            "21",
+            id="inner-declaration-shadows-until-end",
+        ),
+        pytest.param(
+            "{{$x := 1}}{{if true}}{{$x = 2}}{{end}}{{$x}}",
+            "2",
+            id="assignment-reaches-the-outer-variable",
+        ),
+        pytest.param(
+            "{{range .cpu.cpuid}}{{.Name}}{{len $.pci.device}}{{end}}",
+            "AVX2SSE2",
+            id="dollar-is-the-root-data",
+        ),
+        pytest.param('{{index $ "pci" | len}}', "1", id="dollar-alone-as-an-argument"),
+        pytest.param(
+            "{{with $c := .kernel.config}}{{len $c}}{{len .}}{{end}}",
+            "11",
+            id="with-declares-and-sets-dot",
+        ),
+        pytest.param(
+            "{{if $n := len .memory.nv}}{{$n}}{{else}}none{{$n}}{{end}}",
+            "none0",
+            id="if-variable-is-visible-in-else",
+        ),
+        pytest.param(
+            "{{range $i, $e := .cpu.cpuid}}{{if eq $i 1}}{{$e.Name}}{{end}}{{end}}",
+            "SSE",
+            id="variables-as-function-arguments",
+        ),
+        pytest.param(
+            "{{$n := 0}}{{range .pci.device}}{{$n = len $.cpu.cpuid}}{{end}}{{$n}}",
+            "2",
+            id="assignment-inside-range-outlives-the-iteration",
+        ),
+        pytest.param(
+            "{{ range $i, $d := .pci.device -}}\n{{ $d.class }}\n{{- end }}",
+            "02000300",
+            id="trimming-around-declarations",
+        ),
+    ],
+)
+def test_template_variables_run_as_go(source: str, expected: str) -> None:
+    assert compile_template(source).render(VARIABLE_DATA) == expected
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        pytest.param("{{$x}}", 'undefined variable "\\$x"', id="undeclared"),
+        pytest.param(
+            "{{range .cpu.cpuid}}{{$x := 1}}{{end}}{{$x}}",
+            'undefined variable "\\$x"',
+            id="scope-ends-at-end",
+        ),
+        pytest.param(
+            "{{if $y := 1}}{{end}}{{$y}}",
+            'undefined variable "\\$y"',
+            id="control-variable-scope-ends-at-end",
+        ),
+        pytest.param(
+            "{{$a, $b := 1}}", "too many declarations in command", id="two-in-action"
+        ),
+        pytest.param(
+            "{{range $a, $b, $c := .cpu.cpuid}}{{end}}",
+            "too many declarations in range",
+            id="three-in-range",
+        ),
+        pytest.param(
+            "{{$x = 1}}", "undefined variable: \\$x", id="assign-to-undeclared"
+        ),
+        pytest.param(
+            "{{range $i, $e := 3}}{{end}}",
+            "can't use 3 to iterate over more than one variable",
+            id="int-range-with-two-vars",
+        ),
+        pytest.param(
+            "{{$x := 1}}{{$x 2}}", "can't give argument", id="variable-with-args"
+        ),
+        pytest.param("{{$.nope}}", 'no entry for key "nope"', id="missing-key"),
+        pytest.param('{{define "x"}}{{end}}', "not supported", id="define"),
+        pytest.param('{{block "x" .}}{{end}}', "not supported", id="block"),
+        pytest.param(
+            '{{$x := env "PATH"}}', 'function "env" not defined', id="unknown-func"
+        ),
+    ],
+)
+def test_template_variable_errors_are_rule_errors(source: str, message: str) -> None:
+    with pytest.raises(RuleError, match=message):
+        compile_template(source).render(VARIABLE_DATA)
+
+
+def test_template_variables_in_a_rule_give_vars() -> None:
+    host = Features(instances={"pci.device": [{"vendor": "8086"}, {"vendor": "10de"}]})
+    parsed = rule(
+        {
+            "name": "devices",
+            "varsTemplate": "{{range $i, $d := .pci.device}}dev{{$i}}={{$d.vendor}}\n"
+            "{{end}}",
+            "matchFeatures": [
+                {
+                    "feature": "pci.device",
+                    "matchExpressions": {"vendor": {"op": "Exists"}},
+                }
+            ],
+        },
+        "group",
+    )
+
+    output = execute_rule(parsed, host, fail_fast=True)
+
+    assert output.vars == {"dev0": "8086", "dev1": "10de"}
+
+
+def test_unsupported_template_error_names_the_rule() -> None:
+    host = Features(flags={"a.b": {"x"}})
+    parsed = rule(
+        {
+            "name": "uses define",
+            "varsTemplate": '{{define "t"}}x=1{{end}}',
+            "matchFeatures": [
+                {"feature": "a.b", "matchExpressions": {"x": {"op": "Exists"}}}
+            ],
+        },
+        "group",
+    )
+
+    with pytest.raises(RuleError, match="rule 'uses define'.*not supported"):
+        execute_rule(parsed, host, fail_fast=True)
 
 
 def test_oversized_template_is_refused() -> None:
