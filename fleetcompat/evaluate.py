@@ -53,6 +53,7 @@ from fleetcompat.platforms import (
     platform_arch,
     unmatched_reason,
 )
+from fleetcompat.spec import project_features
 from fleetcompat.store import (
     EvalHost,
     EvalImage,
@@ -81,7 +82,6 @@ __all__ = [
     "host_architecture",
     "image_targets",
     "platform_arch",
-    "project",
     "unmatched_reason",
 ]
 
@@ -169,44 +169,6 @@ def evaluate_fleet(
 ) -> EvaluationRun:
     """Evaluate every image of `catalog` on every host of `store`; save the run."""
     return evaluate_targets(store, image_targets(catalog), progress=progress)
-
-
-def project(
-    features: Features, references: Mapping[str, frozenset[str] | None], dedup: bool
-) -> Features:
-    """The part of a host's features a spec reads (see the module docstring)."""
-    out = Features()
-    for name, elements in references.items():
-        flags = features.flags.get(name)
-        if flags is not None:
-            out.flags[name] = set(flags) if elements is None else flags & elements
-        attrs = features.attributes.get(name)
-        if attrs is not None:
-            out.attributes[name] = (
-                dict(attrs)
-                if elements is None
-                else {k: v for k, v in attrs.items() if k in elements}
-            )
-        instances = features.instances.get(name)
-        if instances is not None:
-            out.instances[name] = _project_instances(instances, elements, dedup)
-    return out
-
-
-def _project_instances(
-    instances: list[dict[str, str]], elements: frozenset[str] | None, dedup: bool
-) -> list[dict[str, str]]:
-    """Instances cut to the referenced attributes, duplicates dropped if allowed."""
-    if elements is None:
-        projected = [dict(i) for i in instances]
-    else:
-        projected = [{k: v for k, v in i.items() if k in elements} for i in instances]
-    if not dedup:
-        return projected
-    unique: dict[str, dict[str, str]] = {}
-    for instance in projected:
-        unique.setdefault(repr(sorted(instance.items())), instance)
-    return [unique[key] for key in sorted(unique)]
 
 
 def projection_digest(projected: Features) -> str:
@@ -493,8 +455,8 @@ def _group(
                 refs_of[item.idx] = refs_key
             cached = projections.get((subject, refs_key))
             if cached is None:
-                projected = project(
-                    subject_features[subject], item.references, item.dedup
+                projected = project_features(
+                    subject_features[subject], item.references, dedup=item.dedup
                 )
                 cached = projections[(subject, refs_key)] = (
                     projection_digest(projected),
@@ -525,7 +487,7 @@ def _group_per_host(
             continue
         features = subject_features[host.subject].copy()
         features.attributes["system.name"] = {"nodename": host.node_name}
-        projected = project(features, item.references, item.dedup)
+        projected = project_features(features, item.references, dedup=item.dedup)
         digest = projection_digest(projected)
         artifact = item.target.artifact or ""
         groups[(item.idx, digest, artifact)].add(host.idx)

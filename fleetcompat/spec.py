@@ -144,31 +144,54 @@ class Spec:
 
 
 def project_features(
-    features: Features, references: Mapping[str, frozenset[str] | None]
+    features: Features,
+    references: Mapping[str, frozenset[str] | None],
+    *,
+    dedup: bool,
 ) -> Features:
     """The part of `features` that `references` reads; kinds present stay present.
 
     Feature names are matched exactly against the lower-cased references, as NFD
-    looks them up; instances keep their number, each cut to the named attributes.
+    looks them up. Instances are cut to the named attributes and keep their number
+    and order (NFD's templates see them in discovery order); with `dedup`, equal
+    instances are kept once, in a canonical order, which changes no verdict when no
+    template reads them.
     """
     projected = Features()
     for name, elements in references.items():
-        if name in features.flags:
-            flags = features.flags[name]
+        flags = features.flags.get(name)
+        if flags is not None:
             projected.flags[name] = set(flags) if elements is None else flags & elements
-        if name in features.attributes:
-            attrs = features.attributes[name]
+
+        attrs = features.attributes.get(name)
+        if attrs is not None:
             projected.attributes[name] = (
                 dict(attrs)
                 if elements is None
                 else {k: v for k, v in attrs.items() if k in elements}
             )
-        if name in features.instances:
-            projected.instances[name] = [
-                dict(i) if elements is None else {k: i[k] for k in i if k in elements}
-                for i in features.instances[name]
-            ]
+
+        instances = features.instances.get(name)
+        if instances is not None:
+            projected.instances[name] = _project_instances(instances, elements, dedup)
     return projected
+
+
+def _project_instances(
+    instances: list[dict[str, str]], elements: frozenset[str] | None, dedup: bool
+) -> list[dict[str, str]]:
+    """Instances cut to the referenced attributes, duplicates dropped if allowed."""
+    if elements is None:
+        projected = [dict(i) for i in instances]
+    else:
+        projected = [{k: v for k, v in i.items() if k in elements} for i in instances]
+    if not dedup:
+        return projected
+
+    unique: dict[str, dict[str, str]] = {}
+    for instance in projected:
+        unique.setdefault(repr(sorted(instance.items())), instance)
+    return [unique[key] for key in sorted(unique)]
 
 
 def load_spec(src: str | Path | dict[str, Any]) -> Spec:

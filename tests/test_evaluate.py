@@ -18,12 +18,11 @@ from fleetcompat.evaluate import (
     evaluate_targets,
     holds,
     host_architecture,
-    project,
     unmatched_reason,
 )
 from fleetcompat.features import Features
 from fleetcompat.oci import scan_layouts
-from fleetcompat.spec import load_spec
+from fleetcompat.spec import load_spec, project_features
 from fleetcompat.store import Host, Store
 from fleetcompat.validate import validate
 from tests.conftest import REPO
@@ -210,7 +209,7 @@ def test_projection_keeps_a_present_feature_without_the_elements() -> None:
         "      matchExpressions: {vfio_pci: {op: DoesNotExist}}\n"
     )
 
-    projected = project(features, spec.feature_references(), dedup=True)
+    projected = project_features(features, spec.feature_references(), dedup=True)
 
     assert projected.flags == {"kernel.loadedmodule": set()}
     assert validate(spec, projected)[0].is_match
@@ -220,11 +219,16 @@ def test_projection_keeps_a_present_feature_without_the_elements() -> None:
 def test_projection_drops_duplicate_devices_when_no_template_reads_them() -> None:
     refs = {"pci.device": frozenset({"class"})}
 
-    three = project(machine(nics=3), refs, dedup=True)
-    one = project(machine(nics=1), refs, dedup=True)
+    three = project_features(machine(nics=3), refs, dedup=True)
+    one = project_features(machine(nics=1), refs, dedup=True)
 
     assert three.digest() == one.digest()
-    assert len(project(machine(nics=3), refs, dedup=False).instances["pci.device"]) == 4
+    assert (
+        len(
+            project_features(machine(nics=3), refs, dedup=False).instances["pci.device"]
+        )
+        == 4
+    )
 
 
 def test_fleet_verdicts_agree_with_validating_every_pair(store: Store) -> None:

@@ -350,33 +350,54 @@ def _outcome(spec: Spec, host: Features) -> Any:
         return ("error", str(exc))
 
 
-def _check_projection(specs: list[Spec], rounds: int) -> int:
+def _has_templates(spec: Spec) -> bool:
+    """Whether a rule renders a template: evaluate then keeps duplicate instances."""
+    return any(rule.vars_template or rule.labels_template for rule in spec.rules())
+
+
+def _dedup_allowed(specs: list[Spec], dedup: bool) -> list[Spec]:
+    """The specs evaluate would project with `dedup` (on only without templates)."""
+    return [spec for spec in specs if not (dedup and _has_templates(spec))]
+
+
+def _check_projection(specs: list[Spec], rounds: int, dedup: bool) -> int:
     rng = random.Random(20261203)
     checked = 0
-    for spec in specs:
+    for spec in _dedup_allowed(specs, dedup):
         references = spec.feature_references()
         for _ in range(rounds):
             host = _random_features(rng, spec)
 
             full = _outcome(spec, host)
-            projected = _outcome(spec, project_features(host, references))
+            cut = project_features(host, references, dedup=dedup)
 
-            assert projected == full
+            assert _outcome(spec, cut) == full
             checked += 1
     return checked
 
 
-def test_projected_features_give_the_same_results() -> None:
-    assert _check_projection(_specs(None), 40) >= 40 * 40
+DEDUP = pytest.mark.parametrize("dedup", [False, True], ids=["kept", "dedup"])
 
 
-def test_projection_is_exact_for_nfd_sample_rules(corpus: Path) -> None:
+@DEDUP
+def test_projected_features_give_the_same_results(dedup: bool) -> None:
+    specs = _specs(None)
+
+    checked = _check_projection(specs, 40, dedup)
+
+    assert checked == 40 * len(_dedup_allowed(specs, dedup)) >= 40 * 40
+
+
+@DEDUP
+def test_projection_is_exact_for_nfd_sample_rules(corpus: Path, dedup: bool) -> None:
     specs = _specs(corpus)[-11:]
     host = load_features(corpus / "nfd-objects/examples/nodefeature.yaml")
 
-    assert _check_projection(specs, 40) == 11 * 40
-    for spec in specs:
-        projected = project_features(host, spec.feature_references())
+    checked = _check_projection(specs, 40, dedup)
+
+    assert checked == 40 * len(_dedup_allowed(specs, dedup)) > 0
+    for spec in _dedup_allowed(specs, dedup):
+        projected = project_features(host, spec.feature_references(), dedup=dedup)
         assert _outcome(spec, projected) == _outcome(spec, host)
 
 
@@ -387,11 +408,32 @@ def test_projection_keeps_kinds_present_and_drops_the_rest() -> None:
         instances={"a.b": [{"x": "1", "q": "2"}, {"q": "3"}]},
     )
 
-    projected = project_features(host, {"a.b": frozenset({"x"})})
+    projected = project_features(host, {"a.b": frozenset({"x"})}, dedup=False)
 
     assert projected.flags == {"a.b": {"x"}}
     assert projected.attributes == {"a.b": {}}
     assert projected.instances == {"a.b": [{"x": "1"}, {}]}
+
+
+def test_projection_keeps_instance_order_unless_dedup() -> None:
+    host = Features(
+        instances={"a.b": [{"x": "2", "q": "1"}, {"x": "1"}, {"x": "2", "q": "2"}]}
+    )
+    references = {"a.b": frozenset({"x"})}
+
+    kept = project_features(host, references, dedup=False)
+    deduplicated = project_features(host, references, dedup=True)
+
+    assert kept.instances == {"a.b": [{"x": "2"}, {"x": "1"}, {"x": "2"}]}
+    assert deduplicated.instances == {"a.b": [{"x": "1"}, {"x": "2"}]}
+
+
+def test_projection_of_a_template_read_feature_keeps_every_instance_in_order() -> None:
+    host = Features(instances={"a.b": [{"x": "2"}, {"x": "1"}, {"x": "2"}]})
+
+    projected = project_features(host, {"a.b": None}, dedup=False)
+
+    assert projected.instances == host.instances
 
 
 def test_a_list_of_rule_objects_gives_a_set_per_object() -> None:
