@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+import fleetcompat
 from fleetcompat.errors import RuleError
 from fleetcompat.features import Features
+from fleetcompat.rules import engine
 from fleetcompat.rules.engine import execute_rule
 from fleetcompat.rules.template import compile_template
 from fleetcompat.spec import GroupRule, parse_spec
 
 DATA = yaml.safe_load((Path(__file__).parent / "data/rules/nfd_rules.yaml").read_text())
 STATIC = {"static": "true", "empty": ""}
+PACKAGE = Path(fleetcompat.__file__).parent
 
 
 def features(shape: dict[str, Any]) -> Features:
@@ -489,3 +494,22 @@ def test_broken_expressions_are_reported_in_the_order_written() -> None:
 
     with pytest.raises(RuleError, match="element 'y'"):
         execute_rule(broken, host, fail_fast=True)
+
+
+def test_every_public_engine_function_is_called_or_kept_for_nfd_tables() -> None:
+    sources = "\n".join(p.read_text() for p in PACKAGE.rglob("*.py"))
+    public = [
+        (name, function)
+        for name, function in inspect.getmembers(engine, inspect.isfunction)
+        if not name.startswith("_") and function.__module__ == engine.__name__
+    ]
+
+    unused = [
+        name
+        for name, function in public
+        if len(re.findall(rf"\b{name}\(", sources)) < 2
+        and "NFD's test tables" not in (function.__doc__ or "")
+    ]
+
+    assert public
+    assert unused == []

@@ -26,7 +26,7 @@ from typing import Protocol
 
 from fleetcompat.errors import RuleError
 from fleetcompat.rules.expression import MatchExpression
-from fleetcompat.spec import FeatureMatcherTerm, GroupRule, MatchAnyElem
+from fleetcompat.spec import FeatureMatcherTerm, GroupRule
 
 NAME = "Name"
 VALUE = "Value"
@@ -101,7 +101,10 @@ def _element_error(name: str, exc: RuleError) -> RuleError:
 def match_keys(
     mes: ExpressionSet, keys: set[str] | None
 ) -> tuple[bool, list[Element] | None, dict[str, MatchExpression] | None]:
-    """NFD's MatchGetKeys: every expression against a set of flag names."""
+    """NFD's MatchGetKeys: every expression against a set of flag names.
+
+    Kept for NFD's test tables (TestMatchKeys): only tests call it.
+    """
     keys = keys or set()
     elements: list[Element] = []
     matched: dict[str, MatchExpression] = {}
@@ -195,7 +198,10 @@ def _names(
 def match_key_names(
     expr: MatchExpression, keys: set[str] | None
 ) -> tuple[bool, list[Element]]:
-    """NFD's MatchKeyNames: the flag names that satisfy `expr`."""
+    """NFD's MatchKeyNames: the flag names that satisfy `expr`.
+
+    Kept for NFD's test tables (TestMatchKeyNames): only tests call it.
+    """
     found = _names(expr, keys or set(), with_value=False)
     return bool(found), found
 
@@ -203,7 +209,10 @@ def match_key_names(
 def match_value_names(
     expr: MatchExpression, values: Mapping[str, str] | None
 ) -> tuple[bool, list[Element]]:
-    """NFD's MatchValueNames: the attribute names that satisfy `expr`."""
+    """NFD's MatchValueNames: the attribute names that satisfy `expr`.
+
+    Kept for NFD's test tables (TestMatchValueNames): only tests call it.
+    """
     found = _names(expr, values or {}, with_value=True)
     return bool(found), found
 
@@ -437,10 +446,3 @@ def _expand(
         labels.update(rule.compiled_labels_template.expand(status.matched_features))
     if rule.vars_template:
         variables.update(rule.compiled_vars_template.expand(status.matched_features))
-
-
-def match_any_element(
-    element: MatchAnyElem, features: FeatureLookup, fail_fast: bool
-) -> tuple[bool, FeatureStatus | None]:
-    """NFD's evaluateMatchAnyElem: one matchAny element's terms."""
-    return evaluate_terms(element.match_features, features, fail_fast)
