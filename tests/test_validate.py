@@ -279,6 +279,30 @@ def test_cli_table_carries_nfds_information(tmp_path: Path) -> None:
     assert '{op: "Exists"}' in result.output
 
 
+MARKUP_LIKE = """
+compatibilities:
+- description: "needs [/b] thing [bold]"
+  tag: "[red]t"
+  rules:
+  - name: "[b]regex"
+    matchFeatures:
+    - feature: fake.attribute
+      matchExpressions:
+        "[i]a": {op: InRegexp, value: ["^[a-z]+$"]}
+"""
+
+
+def test_cli_table_prints_spec_text_literally_not_as_markup(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, _write(tmp_path, MARKUP_LIKE))
+
+    assert result.exit_code == 0, result.output
+    assert "Description: needs [/b] thing [bold]" in result.output
+    assert "Tag: [red]t" in result.output
+    assert "RULE: [B]REGEX - FAIL" in result.output
+    assert "fake.attribute.[i]a" in result.output
+    assert '["^[a-z]+$"]' in result.output
+
+
 def test_cli_rule_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
     spec = FAILING.replace("{op: Exists}", "{op: Exists, value: [x]}").replace(
         "flag_9", "flag_1"

@@ -90,7 +90,11 @@ def validate(
 
 
 def _print_results(results: list[CompatibilityResult]) -> None:
-    """NFD's table output: a header per set, a table per rule."""
+    """NFD's table output: a header per set, a table per rule.
+
+    Spec text (descriptions, names, values such as `^[a-z]+$`) goes to rich as
+    `Text`, never as markup, so brackets in it print as written.
+    """
     console = Console(highlight=False)
     if not results:
         console.print("No compatibility set to check.")
@@ -100,7 +104,7 @@ def _print_results(results: list[CompatibilityResult]) -> None:
         if result.tag:
             header.append(f"; Tag: {result.tag}", style="cyan")
         console.print(header)
-        console.print(f"Description: {result.description}")
+        console.print(Text(f"Description: {result.description}"))
         for rule in result.rules:
             console.print(_rule_table(rule))
         console.print()
@@ -125,14 +129,14 @@ def _rule_table(rule: RuleResult) -> Table:
             table.add_section()
         for row in rows:
             count += 1
-            table.add_row(str(count), *_cells(row))
+            table.add_row(Text(str(count)), *_cells(row))
     return table
 
 
-def _cells(row: ExpressionResult) -> tuple[str, str, str, Text]:
-    """The four cells NFD prints for one expression."""
+def _cells(row: ExpressionResult) -> tuple[Text, Text, Text, Text]:
+    """The four cells NFD prints for one expression, as plain text."""
     status = Text("OK", style="green") if row.is_match else Text("FAIL", style="red")
-    return row.label, _expression_text(row), row.matcher_type, status
+    return Text(row.label), Text(_expression_text(row)), Text(row.matcher_type), status
 
 
 def _expression_text(row: ExpressionResult) -> str:
