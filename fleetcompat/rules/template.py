@@ -26,11 +26,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fleetcompat.errors import RuleError
+from fleetcompat.rules.template_values import (
+    FUNCTIONS,
+    TemplateError,
+    Value,
+    format_value,
+    truth,
+    type_name,
+)
 
 MAX_TEMPLATE_SIZE = 64 * 1024
 """NFD's limit on a template's length."""
@@ -50,13 +57,6 @@ _TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
-
-Value = Any
-
-
-class TemplateError(Exception):
-    """A template that cannot be parsed or run; the engine names the rule."""
-
 
 # The tree: text is a str; actions are tuples whose first item names the kind.
 Node = Any
@@ -410,7 +410,7 @@ def _run(
         if kind == "print":
             value = _pipeline(node[1], dot, variables)
             if not node[1].names:
-                out.append(_format(value))
+                out.append(format_value(value))
             continue
 
         mark = variables.mark()
@@ -418,7 +418,7 @@ def _run(
         value = _pipeline(pipeline, dot, variables)
         if kind == "range":
             _run_range(pipeline, value, body, otherwise, dot, out, variables)
-        elif _truth(value):
+        elif truth(value):
             _run(body, value if kind == "with" else dot, out, variables)
         else:
             _run(otherwise, dot, out, variables)
@@ -504,7 +504,7 @@ def _field(value: Value, names: tuple[str, ...]) -> Value:
         elif value is None:
             raise TemplateError(f"nil pointer evaluating .{name}")
         else:
-            raise TemplateError(f"can't evaluate field {name} in {_type(value)}")
+            raise TemplateError(f"can't evaluate field {name} in {type_name(value)}")
     return value
 
 
@@ -522,122 +522,8 @@ def _range_items(value: Value, names: int) -> list[tuple[Value, Value]]:
                 f"can't use {value} to iterate over more than one variable"
             )
         return [(i, i) for i in range(value)]
-    raise TemplateError(f"range can't iterate over {_format(value)}")
-
-
-def _truth(value: Value) -> bool:
-    """Go's truth: zero values (false, 0, "", nil, empty map or list) are false."""
-    return bool(value)
-
-
-def _format(value: Value) -> str:
-    """A value printed as Go's fmt %v would."""
-    if value is None:
-        return "<no value>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int):
-        return str(value)
-    if isinstance(value, dict):
-        inner = " ".join(f"{k}:{_format(value[k])}" for k in sorted(value))
-        return f"map[{inner}]"
-    if isinstance(value, list):
-        return "[" + " ".join(_format(v) for v in value) + "]"
-    return str(value)
-
-
-def _type(value: Value) -> str:
-    return {list: "[]MatchedElement", str: "string", int: "int", bool: "bool"}.get(
-        type(value), type(value).__name__
-    )
+    raise TemplateError(f"range can't iterate over {format_value(value)}")
 
 
 _MISSING = object()
-
-
-def _index(item: Value, *keys: Value) -> Value:
-    for key in keys:
-        if isinstance(item, dict):
-            item = item.get(key, "" if _is_element(item) else None)
-        elif isinstance(item, list | str) and isinstance(key, int):
-            if not 0 <= key < len(item):
-                raise TemplateError(f"error calling index: index out of range: {key}")
-            item = item[key]
-        else:
-            raise TemplateError(f"error calling index: can't index item of {item!r}")
-    return item
-
-
-def _is_element(item: dict[str, Value]) -> bool:
-    return all(isinstance(v, str) for v in item.values())
-
-
-def _length(item: Value) -> int:
-    if isinstance(item, str | list | dict):
-        return len(item)
-    raise TemplateError(f"error calling len: len of {_type(item)}")
-
-
-def _comparable(a: Value, b: Value, name: str) -> None:
-    if type(a) is not type(b) or not isinstance(a, str | int | bool):
-        raise TemplateError(f"error calling {name}: incompatible types for comparison")
-
-
-def _eq(first: Value, *others: Value) -> bool:
-    for other in others:
-        _comparable(first, other, "eq")
-        if first == other:
-            return True
-    return False
-
-
-def _ordered(name: str, test: Callable[[Any, Any], bool]) -> Callable[..., bool]:
-    def compare(a: Value, b: Value) -> bool:
-        _comparable(a, b, name)
-        if isinstance(a, bool):
-            raise TemplateError(f"error calling {name}: invalid type for comparison")
-        return test(a, b)
-
-    return compare
-
-
-def _and(*values: Value) -> Value:
-    for value in values:
-        if not _truth(value):
-            return value
-    return values[-1]
-
-
-def _or(*values: Value) -> Value:
-    for value in values:
-        if _truth(value):
-            return value
-    return values[-1]
-
-
-FUNCTIONS: dict[str, Callable[..., Value]] = {
-    "index": _index,
-    "len": _length,
-    "eq": _eq,
-    "ne": lambda a, b: not _eq(a, b),
-    "lt": _ordered("lt", lambda a, b: a < b),
-    "le": _ordered("le", lambda a, b: a <= b),
-    "gt": _ordered("gt", lambda a, b: a > b),
-    "ge": _ordered("ge", lambda a, b: a >= b),
-    "and": _and,
-    "or": _or,
-    "not": lambda value: not _truth(value),
-    "print": lambda *values: "".join(_format(v) for v in values),
-    "lower": lambda s: str(s).lower(),
-    "upper": lambda s: str(s).upper(),
-    "trim": lambda s: str(s).strip(),
-    "trimPrefix": lambda prefix, s: s[len(prefix) :] if s.startswith(prefix) else s,
-    "trimSuffix": lambda suffix, s: (
-        s[: -len(suffix)] if suffix and s.endswith(suffix) else s
-    ),
-    "contains": lambda sub, s: sub in s,
-    "hasPrefix": lambda prefix, s: s.startswith(prefix),
-    "hasSuffix": lambda suffix, s: s.endswith(suffix),
-    "replace": lambda old, new, s: s.replace(old, new),
-}
-"""Go's builtins and the Sprig string functions NFD templates plausibly use."""
+"""No value yet: the first command of a pipeline gets no piped argument."""
