@@ -7,7 +7,8 @@
 #
 # Environment:
 #   FLEETCOMPAT_ROOT   read the host tree under this directory instead of /
-#                      (a captured tree; absolute symlinks stay inside it)
+#                      (a captured tree; every symlink on a path, absolute or
+#                      relative, final or not, is followed inside it)
 #   FLEETCOMPAT_MAX_SECONDS   stop gathering after this many seconds (default 60)
 #
 # Output, one record per path visited (paths escaped: \\ for \, \n for newline):
@@ -20,7 +21,9 @@
 #   L <path>                         symlink: one escaped target line follows
 #   E <path>                         exists (only existence was asked)
 #   A <path>                         absent
-#   U <path>                         exists but cannot be read or listed
+#   U <path>                         exists but cannot be read or listed (or is
+#                                    behind a directory that cannot be searched;
+#                                    a gzip file that does not decompress whole)
 #   #note <text>                     something the reader should know
 #   #end <bytes>                     last line; <bytes> of records written before it
 
@@ -29,11 +32,18 @@ export LC_ALL
 R=${FLEETCOMPAT_ROOT:-}
 R=${R%/}
 MAXFILE=1048576
+# Gzip text bound, as fleetcompat.hosttree.MAX_GZIP_TEXT_BYTES: both refuse alike.
+MAXGZ=4194304
+MAXHOPS=40
 MAXTOTAL=16777216
 TOTAL=0
 STOPPED=
 NL='
 '
+RDIR=$NL
+RAT=
+RHOPS=0
+RS=ok
 START=$(date +%s 2>/dev/null || echo 0)
 LIMIT=${FLEETCOMPAT_MAX_SECONDS:-60}
 COUNT=0
@@ -48,10 +58,85 @@ esc() {
 	# esc STRING: sets E to STRING with \ and newline escaped.
 	case $1 in
 	*\\* | *"$NL"*)
-		E=$(printf '%s' "$1" | sed -e 's/\\/\\\\/g' | awk 'NR > 1 { printf "\\n" } { printf "%s", $0 }')
+		# The x keeps trailing newlines, which awk and $(...) would drop.
+		E=$(printf '%sx' "$1" | sed -e 's/\\/\\\\/g' | awk 'NR > 1 { printf "\\n" } { printf "%s", $0 }')
+		E=${E%x}
 		;;
 	*) E=$1 ;;
 	esac
+}
+
+target() {
+	# target PATH: sets T to the symlink PATH's target, trailing newlines kept.
+	T=$(readlink "$1" 2>/dev/null && echo x) || return 1
+	T=${T%x}
+	T=${T%"$NL"}
+}
+
+walk() {
+	# walk: follow the names in _rest from the resolved _at, inside the root.
+	while [ "$S" = ok ] && [ -n "$_rest" ]; do
+		case $_rest in
+		*/*)
+			_part=${_rest%%/*}
+			_rest=${_rest#*/}
+			;;
+		*)
+			_part=$_rest
+			_rest=
+			;;
+		esac
+		case $_part in
+		'' | .) continue ;;
+		..)
+			_at=${_at%/*}
+			continue
+			;;
+		esac
+		if [ -L "$R$_at/$_part" ]; then
+			_hops=$((_hops + 1))
+			if [ "$_hops" -gt "$MAXHOPS" ] || ! target "$R$_at/$_part"; then
+				S=A
+				return 0
+			fi
+			case $T in /*) _at= ;; esac
+			_rest=$T/$_rest
+		elif [ -e "$R$_at/$_part" ]; then
+			_at=$_at/$_part
+		elif [ -d "$R$_at" ] && ! [ -e "$R$_at/." ]; then
+			S=U
+		else
+			S=A
+		fi
+	done
+}
+
+resolve() {
+	# resolve PATH: sets P to PATH with its symlinks followed (inside the root,
+	# as if it were /) and S to ok, A (absent) or U (behind a directory that
+	# cannot be searched, so it may exist). The last directory is remembered.
+	if [ -z "$R" ] && [ -e "$1" ]; then
+		P=$1
+		S=ok
+		return 0
+	fi
+	if [ "${1%/*}" != "$RDIR" ]; then
+		_at=
+		_hops=0
+		S=ok
+		_rest=${1%/*}
+		walk
+		RDIR=${1%/*}
+		RAT=$_at
+		RHOPS=$_hops
+		RS=$S
+	fi
+	_at=$RAT
+	_hops=$RHOPS
+	S=$RS
+	_rest=${1##*/}
+	walk
+	P=$_at
 }
 
 over() {
@@ -75,62 +160,87 @@ over() {
 }
 
 file() {
-	# file PATH [MAXBYTES [SOURCE]]: record PATH's content (read from SOURCE if
-	# given: PATH with its symlinks followed inside the root), or why there is none.
+	# file PATH [MAXBYTES]: record PATH's content, or why there is none; sets K
+	# to the record's tag.
+	K=
 	over && return 0
 	esc "$1"
-	f=$R${3:-$1}
+	resolve "$1"
+	f=$R$P
 	max=${2:-$MAXFILE}
-	if [ -f "$f" ]; then
+	if [ "$S" != ok ]; then
+		K=$S
+	elif [ -f "$f" ]; then
 		# The x keeps trailing newlines; one byte over the bound shows a cut.
 		c=$(head -c $((max + 1)) "$f" 2>/dev/null && echo x)
 		case $c in
 		*x)
 			c=${c%x}
-			tag=F
+			K=F
 			if [ "${#c}" -gt "$max" ]; then
-				tag=T
+				K=T
 				c=${c%?}
 			fi
-			emit "$tag ${#c} $E"
+			emit "$K ${#c} $E"
 			emit "$c"
+			return 0
 			;;
-		*) emit "U $E" ;;
+		*) K=U ;;
 		esac
-	elif [ -d "$f" ]; then
-		emit "U $E"
 	elif [ -e "$f" ]; then
-		emit "U $E"
+		K=U
 	else
-		emit "A $E"
+		K=A
 	fi
+	emit "$K $E"
 }
 
+GZBAD="${NL}fleetcompat: gzip failed"
+
 gzfile() {
-	# gzfile PATH [SOURCE]: record a gzip file's decompressed content.
+	# gzfile PATH: record a gzip file's decompressed content; one that does not
+	# decompress whole, or to more than MAXGZ bytes, is unreadable. Sets K.
+	K=
 	over && return 0
 	esc "$1"
-	f=$R${2:-$1}
-	if [ -f "$f" ] && gzip -dc "$f" >/dev/null 2>&1; then
-		c=$(gzip -dc "$f" 2>/dev/null | head -c "$MAXFILE" && echo x)
-		c=${c%x}
-		emit "Z ${#c} $E"
-		emit "$c"
+	resolve "$1"
+	f=$R$P
+	if [ "$S" != ok ]; then
+		K=$S
 	elif [ -f "$f" ]; then
-		emit "U $E"
+		# Each pass stops one byte past the bound, so a gzip bomb costs no more.
+		# The size is counted by wc, as the shell would drop NUL bytes.
+		c=
+		n=$(gzip -dc "$f" 2>/dev/null | head -c $((MAXGZ + 1)) | wc -c)
+		[ $((n + 0)) -le "$MAXGZ" ] &&
+			c=$({ gzip -dc "$f" 2>/dev/null || printf '%s' "$GZBAD" 2>/dev/null; } |
+				head -c $((MAXGZ + 1)) && echo x)
+		K=U
+		case $c in
+		*"$GZBAD"x | '') ;;
+		*)
+			c=${c%x}
+			emit "Z ${#c} $E"
+			emit "$c"
+			K=Z
+			return 0
+			;;
+		esac
 	elif [ -e "$f" ]; then
-		emit "U $E"
+		K=U
 	else
-		emit "A $E"
+		K=A
 	fi
+	emit "$K $E"
 }
 
 hexfile() {
 	# hexfile PATH: record a binary file as hex bytes (od), for /proc/self/auxv.
 	over && return 0
 	esc "$1"
-	f=$R$1
-	if [ -f "$f" ] && c=$(od -An -v -tx1 "$f" 2>/dev/null && echo x); then
+	resolve "$1"
+	f=$R$P
+	if [ "$S" = ok ] && [ -f "$f" ] && c=$(od -An -v -tx1 "$f" 2>/dev/null && echo x); then
 		case $c in
 		*x)
 			c=${c%x}
@@ -140,24 +250,34 @@ hexfile() {
 			;;
 		esac
 	fi
-	if [ -e "$f" ]; then emit "U $E"; else emit "A $E"; fi
+	if [ "$S" = ok ] && ! [ -e "$f" ]; then S=A; fi
+	[ "$S" = A ] || S=U
+	emit "$S $E"
 }
 
 exists() {
-	# exists PATH: record only whether the path exists.
+	# exists PATH: record only whether the path exists (U: it may, unreachable).
 	over && return 0
 	esc "$1"
-	if [ -e "$R$1" ]; then emit "E $E"; else emit "A $E"; fi
+	resolve "$1"
+	if [ "$S" = ok ]; then emit "E $E"; else emit "$S $E"; fi
+}
+
+there() {
+	# there PATH: true unless PATH is known to be absent (as HostTree.exists).
+	resolve "$1"
+	[ "$S" != A ]
 }
 
 link() {
 	# link PATH: record a symlink's target, if the path is one.
 	over && return 0
-	if [ -L "$R$1" ]; then
-		t=$(readlink "$R$1" 2>/dev/null) || return 0
+	resolve "${1%/*}"
+	[ "$S" = ok ] || return 0
+	if [ -L "$R$P/${1##*/}" ] && target "$R$P/${1##*/}"; then
 		esc "$1"
 		emit "L $E"
-		esc "$t"
+		esc "$T"
 		emit "$E"
 	fi
 }
@@ -166,12 +286,13 @@ dir() {
 	# dir PATH: record a directory's entry names.
 	over && return 0
 	esc "$1"
-	d=$R$1
-	if [ ! -e "$d" ]; then
-		emit "A $E"
+	resolve "$1"
+	d=$R$P
+	if [ "$S" != ok ]; then
+		emit "$S $E"
 		return 0
 	fi
-	if [ ! -d "$d" ] || [ ! -r "$d" ] || [ ! -x "$d" ]; then
+	if [ ! -d "$d" ] || [ ! -r "$d" ] || ! [ -e "$d/." ]; then
 		emit "U $E"
 		return 0
 	fi
@@ -189,27 +310,18 @@ dir() {
 	return 0
 }
 
-inroot() {
-	# inroot PATH: sets P to PATH with final symlinks followed inside the root.
-	P=$1
-	[ -n "$R" ] || return 0
-	i=0
-	while [ -L "$R$P" ] && [ "$i" -lt 8 ]; do
-		t=$(readlink "$R$P" 2>/dev/null) || return 0
-		case $t in
-		/*) P=$t ;;
-		*) P=${P%/*}/$t ;;
-		esac
-		i=$((i + 1))
-	done
+isdir() {
+	# isdir PATH: true when PATH is a directory (symlinks followed in the root).
+	resolve "$1"
+	[ "$S" = ok ] && [ -d "$R$P" ]
 }
 
 each() {
 	# each DIRPATH FUNC: call FUNC with the host path of every entry of DIRPATH.
-	[ -d "$R$1" ] || return 0
-	for _p in "$R$1"/* "$R$1"/.[!.]* "$R$1"/..?*; do
+	isdir "$1" || return 0
+	for _p in "$R$P"/* "$R$P"/.[!.]* "$R$P"/..?*; do
 		[ -e "$_p" ] || [ -L "$_p" ] || continue
-		"$2" "${_p#"$R"}"
+		"$2" "$1/${_p##*/}"
 	done
 }
 
@@ -261,19 +373,16 @@ each /sys/bus/cpu/devices cpu
 # kernel: the release names the config and module files to read.
 file /proc/sys/kernel/osrelease
 KVER=
-[ -f "$R/proc/sys/kernel/osrelease" ] && read -r KVER <"$R/proc/sys/kernel/osrelease"
+resolve /proc/sys/kernel/osrelease
+[ "$S" = ok ] && [ -f "$R$P" ] && read -r KVER <"$R$P"
 KVER=$(printf '%s' "$KVER" | sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//')
 kconfig() {
 	# kconfig PATH: record the candidate; true once a readable one is found.
-	inroot "$1"
 	case $1 in
-	*.gz) gzfile "$1" "$P" ;;
-	*) file "$1" "" "$P" ;;
+	*.gz) gzfile "$1" ;;
+	*) file "$1" ;;
 	esac
-	[ -f "$R$P" ] && [ -r "$R$P" ] && case $1 in
-	*.gz) gzip -dc "$R$P" >/dev/null 2>&1 ;;
-	*) : ;;
-	esac
+	case $K in F | T | Z) return 0 ;; *) return 1 ;; esac
 }
 if [ -n "$KVER" ]; then
 	kconfig /proc/config.gz ||
@@ -287,8 +396,7 @@ if [ -n "$KVER" ]; then
 		kconfig "/lib/modules/$KVER/build/.config" ||
 		kconfig "/usr/src/linux-rt-headers-$KVER/.config" ||
 		kconfig "/boot/config-$KVER"
-	inroot "/lib/modules/$KVER/modules.builtin"
-	file "/lib/modules/$KVER/modules.builtin" "" "$P"
+	file "/lib/modules/$KVER/modules.builtin"
 else
 	kconfig /proc/config.gz || kconfig /usr/src/linux/.config
 fi
@@ -308,7 +416,7 @@ dir /sys/bus/nd/devices
 each /sys/bus/nd/devices nd
 hugepages() {
 	dir "$1"
-	[ -d "$R$1" ] && file "$1/nr_hugepages"
+	isdir "$1" && file "$1/nr_hugepages"
 }
 dir /sys/kernel/mm/hugepages
 each /sys/kernel/mm/hugepages hugepages
@@ -319,7 +427,7 @@ iface() {
 	file "$1/operstate"
 	file "$1/speed"
 	file "$1/mtu"
-	[ -e "$R$1/device" ] || return 0
+	there "$1/device" || return 0
 	file "$1/device/sriov_numvfs"
 	file "$1/device/sriov_totalvfs"
 }
@@ -338,14 +446,15 @@ each /sys/bus/pci/devices pcidev
 
 # usb
 usbdev() {
-	[ -e "$R$1/idProduct" ] || return 0
+	there "$1/idProduct" || return 0
 	dir "$1"
 	for a in idProduct idVendor bDeviceClass serial; do
 		file "$1/$a"
 	done
-	for i in "$R$1"/*/bInterfaceClass; do
-		[ -e "$i" ] && file "${i#"$R"}"
-	done
+	each "$1" usbif
+}
+usbif() {
+	there "$1/bInterfaceClass" && file "$1/bInterfaceClass"
 }
 dir /sys/bus/usb/devices
 each /sys/bus/usb/devices usbdev
@@ -361,8 +470,7 @@ each /sys/block blockdev
 
 # system
 link /etc/os-release
-inroot /etc/os-release
-file /etc/os-release "" "$P"
+file /etc/os-release
 for a in bios_date bios_vendor bios_version board_asset_tag board_name board_vendor \
 	board_version chassis_asset_tag chassis_type chassis_vendor chassis_version \
 	product_family product_name product_sku product_version sys_vendor; do
@@ -372,15 +480,15 @@ done
 # local: feature files; a file over 64 KiB is marked cut (NFD skips it).
 featurefile() {
 	case ${1##*/} in .*) return 0 ;; esac
-	inroot "$1"
-	[ -d "$R$P" ] && { dir "$1"; return 0; }
-	if [ -f "$R$P" ] && [ $(($(wc -c <"$R$P" 2>/dev/null || echo 0))) -gt 65536 ]; then
+	isdir "$1" && { dir "$1"; return 0; }
+	if [ "$S" = ok ] && [ -f "$R$P" ] &&
+		[ $(($(wc -c <"$R$P" 2>/dev/null || echo 0))) -gt 65536 ]; then
 		esc "$1"
 		emit "T 0 $E"
 		emit ""
 		return 0
 	fi
-	file "$1" 65537 "$P"
+	file "$1" 65537
 }
 dir /etc/kubernetes/node-feature-discovery/features.d
 each /etc/kubernetes/node-feature-discovery/features.d featurefile

@@ -17,7 +17,6 @@ A path is absent (None, False) or present; a present path that cannot be read
 
 from __future__ import annotations
 
-import gzip
 import os
 import stat
 import zlib
@@ -26,6 +25,9 @@ from pathlib import Path, PurePosixPath
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 """Largest file a root tree reads; a longer file reads as its first bytes."""
+
+MAX_GZIP_TEXT_BYTES = MAX_FILE_BYTES
+"""Most bytes a gzip file may decompress to; past it the file reads as TooLarge."""
 
 MAX_SYMLINK_HOPS = 40
 """Most symlinks followed while resolving one path, as Linux allows."""
@@ -98,7 +100,18 @@ class RootTree(HostTree):
         self.root = root.resolve()
 
     def _resolve(self, path: str) -> Path | None:
-        """The on-disk path for a host path, or None when a component is missing."""
+        """The on-disk path for a host path, or None when a component is missing.
+
+        Raises Unreadable when a directory on the way cannot be searched (or a
+        link on it cannot be read): the path may exist, but not for this reader.
+        """
+        try:
+            return self._walk(path)
+        except OSError as exc:
+            raise Unreadable(path, exc.strerror or "cannot resolve") from None
+
+    def _walk(self, path: str) -> Path | None:
+        """The on-disk path for a host path, one name at a time; raises OSError."""
         pending = [p for p in PurePosixPath(path).parts if p not in ("/", ".")]
         current: list[str] = []
         hops = 0
@@ -120,7 +133,7 @@ class RootTree(HostTree):
                     p for p in PurePosixPath(target).parts if p not in ("/", ".")
                 ] + pending
                 continue
-            if not candidate.exists() and not os.path.lexists(candidate):
+            if not os.path.lexists(candidate):
                 return None
             current.append(part)
         return self.root.joinpath(*current)
@@ -168,9 +181,12 @@ class RootTree(HostTree):
         if data is None:
             return None
         try:
-            raw = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
+            raw = gunzip(data, MAX_GZIP_TEXT_BYTES)
+        except zlib.error as exc:
             raise Unreadable(path, f"not gzip: {exc}") from None
+        if raw is None:
+            limit = MAX_GZIP_TEXT_BYTES
+            raise TooLarge(path, f"decompresses to more than {limit} bytes")
         return raw.decode("utf-8", "replace")
 
     def list_dir(self, path: str) -> list[str] | None:
@@ -187,19 +203,31 @@ class RootTree(HostTree):
 
     def read_link(self, path: str) -> str | None:
         """A symlink's target as written, or None if the path is not a symlink."""
-        parent = self._resolve(str(PurePosixPath(path).parent))
-        if parent is None:
+        try:
+            parent = self._resolve(str(PurePosixPath(path).parent))
+            if parent is None:
+                return None
+            return os.readlink(parent / PurePosixPath(path).name)
+        except (Unreadable, OSError):
             return None
-        candidate = parent / PurePosixPath(path).name
-        return os.readlink(candidate) if candidate.is_symlink() else None
 
     def exists(self, path: str) -> bool:
-        """Whether the path exists (following symlinks inside the root)."""
-        return self._resolve(path) is not None
+        """Whether the path exists (following symlinks inside the root).
+
+        A path behind a directory that cannot be searched counts as existing:
+        like NFD, only "no such file" makes a path absent.
+        """
+        try:
+            return self._resolve(path) is not None
+        except Unreadable:
+            return True
 
     def is_dir(self, path: str) -> bool:
         """Whether the path is a directory (following symlinks inside the root)."""
-        real = self._resolve(path)
+        try:
+            real = self._resolve(path)
+        except Unreadable:
+            return False
         return real is not None and real.is_dir()
 
 
@@ -297,6 +325,26 @@ class RecordTree(HostTree):
         """Whether the probe listed the path as a directory."""
         record = self._get(path)
         return record is not None and record.kind == DIR
+
+
+def gunzip(data: bytes, limit: int) -> bytes | None:
+    """Every member of a gzip stream decompressed, or None past `limit` bytes.
+
+    Decompresses at most `limit` + 1 bytes, so a small bomb costs little. Raises
+    zlib.error for data that is not gzip or ends early (an empty file included).
+    """
+    out = bytearray()
+    rest = data
+    while True:
+        inflater = zlib.decompressobj(wbits=31)
+        out += inflater.decompress(rest, limit + 1 - len(out))
+        if len(out) > limit:
+            return None
+        if not inflater.eof:
+            raise zlib.error("compressed data ends early")
+        rest = inflater.unused_data
+        if not rest:
+            return bytes(out)
 
 
 def _normal(path: str) -> str:
