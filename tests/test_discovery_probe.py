@@ -36,11 +36,48 @@ ODD_TREE: dict[str, Any] = {
     f"{FEATURES_D}/new\nline": "newline=1\n",
     f"{FEATURES_D}/back\\slash": "backslash=1\n",
     f"{FEATURES_D}/no-trailing-newline": "last=1",
+    f"{FEATURES_D}/trailing-newline\n": "trailing=1\n",
+    f"{FEATURES_D}/two-trailing-newlines\n\n": "trailing2=1\n",
     "/sys/class/net/eth 0/operstate": "up\n",
     "/sys/class/net/eth 0/mtu": "1500\n",
+    "/sys/class/net/eth1": ("link", "../../devices/eth1\n"),
+    "/sys/devices/eth1\n/mtu": "1400\n",
     "/etc/os-release": ("link", "../usr/lib/os-release"),
     "/usr/lib/os-release": 'ID="odd"\nVERSION_ID=1.2\nNAME="Débian 日本"\n',
 }
+
+
+LINKED_TREE: dict[str, Any] = {
+    "/etc": ("link", "/capture/etc"),
+    "/capture/etc/os-release": ("link", "../../usr/lib/os-release"),
+    f"/capture{FEATURES_D}/linked": "linked=1\n",
+    "/usr/lib": ("link", "/capture/lib"),
+    "/capture/lib/os-release": 'ID=linked\nVERSION_ID="2.1"\n',
+    "/lib": ("link", "usr/lib"),
+    "/capture/lib/modules/6.1.0/modules.builtin": "kernel/fs/foo.ko\n",
+    "/proc": ("link", "/capture/proc"),
+    "/capture/proc/sys/kernel/osrelease": "6.1.0\n",
+    "/capture/proc/config.gz": gzip.compress(b"CONFIG_LINKED=y\n"),
+    "/sys/bus/pci/devices/0000:00:01.0": (
+        "link",
+        "/sys/devices/pci0000:00/0000:00:01.0",
+    ),
+    "/sys/devices/pci0000:00/0000:00:01.0/class": "0x030000\n",
+    "/sys/devices/pci0000:00/0000:00:01.0/vendor": "0x8086\n",
+    "/sys/devices/pci0000:00/0000:00:01.0/device": "0x1234\n",
+    "/sys/devices/pci0000:00/0000:00:01.0/subsystem_vendor": "0x8086\n",
+    "/sys/devices/pci0000:00/0000:00:01.0/subsystem_device": "0x0001\n",
+    "/sys/devices/pci0000:00/0000:00:01.0/iommu_group": ("link", "/capture/g/1"),
+    "/capture/g/1/type": "DMA\n",
+    "/sys/class/net/eth0": ("link", "/sys/devices/pci0000:00/0000:00:01.0/net/eth0"),
+    "/sys/devices/pci0000:00/0000:00:01.0/net/eth0/device": (
+        "link",
+        "/sys/devices/pci0000:00/0000:00:01.0",
+    ),
+    "/sys/devices/pci0000:00/0000:00:01.0/net/eth0/mtu": "9000\n",
+    "/sys/devices/pci0000:00/0000:00:01.0/sriov_totalvfs": "8\n",
+}
+"""A captured root whose absolute symlinks sit in the middle of the paths read."""
 
 
 def probe(root: Path) -> bytes:
@@ -58,22 +95,64 @@ def test_probe_script_is_a_posix_sh_script() -> None:
 def test_odd_file_names_survive_the_probe(tmp_path: Path) -> None:
     root = make_root(tmp_path / "root", ODD_TREE)
 
-    from_probe = discover_host(parse_probe_output(probe(root), "odd"), "n")
+    tree = parse_probe_output(probe(root), "odd")
+    from_probe = discover_host(tree, "n")
     from_root = discover_host(HostTree.from_root(root), "n")
 
+    assert tree.list_dir(FEATURES_D) == HostTree.from_root(root).list_dir(FEATURES_D)
     assert from_probe.features.to_nfd() == from_root.features.to_nfd()
     assert from_probe.features.attributes["local.feature"] == {
         "spaced": "1",
         "newline": "1",
         "backslash": "1",
         "last": "1",
+        "trailing": "1",
+        "trailing2": "1",
     }
     assert from_probe.features.instances["network.virtual"] == [
-        {"name": "eth 0", "operstate": "up", "mtu": "1500"}
+        {"name": "eth 0", "operstate": "up", "mtu": "1500"},
+        {"name": "eth1", "mtu": "1400"},
     ]
     assert from_probe.features.attributes["kernel.config"] == {"A": "y"}
     assert from_probe.features.attributes["system.osrelease"]["ID"] == "odd"
     assert from_probe.features.attributes["system.osrelease"]["NAME"] == "Débian 日本"
+
+
+def test_symlinks_in_the_middle_of_a_path_stay_inside_the_root(
+    tmp_path: Path,
+) -> None:
+    root = make_root(tmp_path / "root", LINKED_TREE)
+
+    from_probe = discover_host(parse_probe_output(probe(root), "linked"), "n")
+    from_root = discover_host(HostTree.from_root(root), "n")
+
+    assert from_probe.features == from_root.features
+    assert from_probe.notes == from_root.notes
+    found = from_probe.features
+    assert found.attributes["system.osrelease"]["ID"] == "linked"
+    assert found.attributes["local.feature"] == {"linked": "1"}
+    assert found.attributes["kernel.config"] == {"LINKED": "y"}
+    assert found.flags["kernel.enabledmodule"] == {"foo"}
+    assert found.instances["pci.device"][0]["device"] == "1234"
+    assert found.instances["pci.device"][0]["iommu_group/type"] == "DMA"
+    assert found.instances["network.device"][0]["mtu"] == "9000"
+
+
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [("/a", "/a"), ("/a/b", "/a/b/c"), ("/a", "../a/./x")],
+    ids=["self", "into-itself", "dotted-loop"],
+)
+def test_symlink_loops_read_as_absent_through_the_probe(
+    tmp_path: Path, name: str, target: str
+) -> None:
+    files = {name: ("link", target), "/etc/os-release": ("link", f"{target}/x")}
+    root = make_root(tmp_path / "root", files)
+
+    tree = parse_probe_output(probe(root), "loop")
+
+    assert tree.records["/etc/os-release"].kind == "absent"
+    assert HostTree.from_root(root).read_text("/etc/os-release") is None
 
 
 def test_special_file_is_marked_unreadable_not_absent(tmp_path: Path) -> None:
@@ -193,10 +272,13 @@ def run_probe(shell: list[str], root: Path, path: str) -> bytes:
     return done.stdout
 
 
+@pytest.mark.parametrize(
+    "files", [ODD_TREE, LINKED_TREE], ids=["odd-names", "linked-paths"]
+)
 def test_probe_under_busybox_alone_writes_what_dash_writes(
-    tmp_path: Path, busybox_path: Path
+    tmp_path: Path, busybox_path: Path, files: dict[str, Any]
 ) -> None:
-    root = make_root(tmp_path / "root", ODD_TREE)
+    root = make_root(tmp_path / "root", files)
     bin_dir = busybox_path
 
     under_busybox = run_probe([str(bin_dir / "sh"), "-s"], root, str(bin_dir))
