@@ -40,10 +40,8 @@ TOTAL=0
 STOPPED=
 NL='
 '
-RDIR=$NL
-RAT=
-RHOPS=0
-RS=ok
+RDIR=$NL RAT= RHOPS=0 RS=ok
+RDIR2=$NL RAT2= RHOPS2=0 RS2=ok
 START=$(date +%s 2>/dev/null || echo 0)
 LIMIT=${FLEETCOMPAT_MAX_SECONDS:-60}
 COUNT=0
@@ -114,22 +112,26 @@ walk() {
 resolve() {
 	# resolve PATH: sets P to PATH with its symlinks followed (inside the root,
 	# as if it were /) and S to ok, A (absent) or U (behind a directory that
-	# cannot be searched, so it may exist). The last directory is remembered.
+	# cannot be searched, so it may exist). The last two directories resolved
+	# are remembered: a path below one of them is walked on from there.
 	if [ -z "$R" ] && [ -e "$1" ]; then
 		P=$1
 		S=ok
 		return 0
 	fi
-	if [ "${1%/*}" != "$RDIR" ]; then
-		_at=
-		_hops=0
-		S=ok
-		_rest=${1%/*}
+	_d=${1%/*}
+	if [ "$_d" != "$RDIR" ]; then
+		if [ "${_d#"$RDIR"/}" != "$_d" ]; then
+			_at=$RAT _hops=$RHOPS S=$RS _rest=${_d#"$RDIR"/}
+			RDIR2=$RDIR RAT2=$RAT RHOPS2=$RHOPS RS2=$RS
+		elif [ "${_d#"$RDIR2"/}" != "$_d" ]; then
+			_at=$RAT2 _hops=$RHOPS2 S=$RS2 _rest=${_d#"$RDIR2"/}
+		else
+			RDIR2=$RDIR RAT2=$RAT RHOPS2=$RHOPS RS2=$RS
+			_at= _hops=0 S=ok _rest=$_d
+		fi
 		walk
-		RDIR=${1%/*}
-		RAT=$_at
-		RHOPS=$_hops
-		RS=$S
+		RDIR=$_d RAT=$_at RHOPS=$_hops RS=$S
 	fi
 	_at=$RAT
 	_hops=$RHOPS

@@ -10,9 +10,10 @@ host-absolute paths ("/proc/cpuinfo"). Two kinds exist with the same interface:
   run wrote, one per path it visited.
 
 A path is absent (None, False) or present; a present path that cannot be read
-(permission denied, a special file, a directory where a file is expected) raises
-`Unreadable`, which discovery treats the way NFD treats a read error that is not
-"no such file".
+(permission denied, a special file, a directory where a file is expected, a path
+behind a directory that cannot be searched, a gzip file that does not decompress
+whole or decompresses past its bound) raises `Unreadable`, which discovery treats
+the way NFD treats a read error that is not "no such file".
 """
 
 from __future__ import annotations

@@ -80,7 +80,11 @@ def config_paths(release: str | None) -> list[str]:
 
 
 def read_config(tree: HostTree, release: str | None) -> dict[str, str] | None:
-    """kernel.config from the first readable config file, or None if there is none."""
+    """kernel.config from the first readable config file, or None if there is none.
+
+    A config.gz that decompresses past MAX_GZIP_TEXT_BYTES is passed over like an
+    unreadable one; NFD would read it whole, however large.
+    """
     for path in config_paths(release):
         try:
             if path.endswith(".gz"):
