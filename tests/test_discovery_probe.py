@@ -13,7 +13,7 @@ import pytest
 
 from fleetcompat.discovery import discover_host
 from fleetcompat.errors import FeaturesError
-from fleetcompat.hosttree import HostTree, TooLarge, Unreadable
+from fleetcompat.hosttree import MAX_GZIP_TEXT_BYTES, HostTree, TooLarge, Unreadable
 from fleetcompat.probe import (
     MAX_OUTPUT_BYTES,
     is_probe_output,
@@ -78,6 +78,15 @@ LINKED_TREE: dict[str, Any] = {
     "/sys/devices/pci0000:00/0000:00:01.0/sriov_totalvfs": "8\n",
 }
 """A captured root whose absolute symlinks sit in the middle of the paths read."""
+
+
+def config_tree(config_gz: bytes) -> dict[str, Any]:
+    """A tree whose /proc/config.gz is `config_gz`, with a plain config after it."""
+    return {
+        "/proc/sys/kernel/osrelease": "6.1.0\n",
+        "/proc/config.gz": config_gz,
+        "/boot/config-6.1.0": "CONFIG_FALLBACK=y\n",
+    }
 
 
 def probe(root: Path) -> bytes:
@@ -273,7 +282,15 @@ def run_probe(shell: list[str], root: Path, path: str) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "files", [ODD_TREE, LINKED_TREE], ids=["odd-names", "linked-paths"]
+    "files",
+    [
+        ODD_TREE,
+        LINKED_TREE,
+        config_tree(gzip.compress(bytes(MAX_GZIP_TEXT_BYTES + 1))),
+        config_tree(gzip.compress(b"CONFIG_A=y\n") + gzip.compress(b"CONFIG_B=m\n")),
+        config_tree(gzip.compress(b"CONFIG_A=y\n")[:-6]),
+    ],
+    ids=["odd-names", "linked-paths", "gzip-bomb", "gzip-two-members", "gzip-cut"],
 )
 def test_probe_under_busybox_alone_writes_what_dash_writes(
     tmp_path: Path, busybox_path: Path, files: dict[str, Any]
