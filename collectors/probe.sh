@@ -21,9 +21,10 @@
 #   L <path>                         symlink: one escaped target line follows
 #   E <path>                         exists (only existence was asked)
 #   A <path>                         absent
-#   U <path>                         exists but cannot be read or listed (or is
-#                                    behind a directory that cannot be searched;
-#                                    a gzip file that does not decompress whole)
+#   U <path>                         exists but cannot be read or listed: also a
+#                                    path behind a directory that cannot be
+#                                    searched, and a gzip file that does not
+#                                    decompress whole or within MAXGZ bytes
 #   #note <text>                     something the reader should know
 #   #end <bytes>                     last line; <bytes> of records written before it
 
