@@ -54,14 +54,20 @@ class _BoundedLoader(yaml.SafeLoader):
 
 
 def parse_text(
-    text: str | bytes, source: str, loader: type[_BoundedLoader] | None = None
+    text: str | bytes,
+    source: str,
+    loader: type[_BoundedLoader] | None = None,
+    *,
+    stream_as_list: bool = False,
 ) -> Any:
     """Parse a YAML or JSON document; `source` names it in errors.
 
-    Raises InputError for oversized, undecodable or malformed documents. A document
-    holding several YAML documents is refused: every input here is one object.
-    `loader` may be a subclass of the bounded loader that resolves scalars its own
-    way (the spec reader resolves them as Go's YAML library does).
+    Raises InputError for oversized, undecodable or malformed documents. A YAML
+    stream of several documents (`---`) is refused, unless `stream_as_list`, which
+    reads it as Kubernetes tools do: a `kind: List` of its documents (empty ones
+    skipped), the node budget shared by all. `loader` may be a subclass of the
+    bounded loader that resolves scalars its own way (the spec reader resolves them
+    as Go's YAML library does).
     """
     if len(text) > MAX_DOCUMENT_BYTES:
         raise InputError(
@@ -83,7 +89,10 @@ def parse_text(
 
     loader_instance = (loader or _BoundedLoader)(text)
     try:
-        document = loader_instance.get_single_data()
+        if stream_as_list:
+            document = _stream(loader_instance)
+        else:
+            document = loader_instance.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -96,8 +105,27 @@ def parse_text(
     return document
 
 
-def read_document(path: str | Path, loader: type[_BoundedLoader] | None = None) -> Any:
-    """Read and parse a YAML or JSON file, bounded in size.
+def _stream(loader: _BoundedLoader) -> Any:
+    """The one document of a stream, or a `kind: List` of its several documents."""
+    documents = []
+    while loader.check_data():  # type: ignore[no-untyped-call]
+        document = loader.get_data()
+        if document is not None:
+            documents.append(document)
+    if len(documents) == 1:
+        return documents[0]
+    if not documents:
+        return None
+    return {"apiVersion": "v1", "kind": "List", "items": documents}
+
+
+def read_document(
+    path: str | Path,
+    loader: type[_BoundedLoader] | None = None,
+    *,
+    stream_as_list: bool = False,
+) -> Any:
+    """Read and parse a YAML or JSON file, bounded in size (see `parse_text`).
 
     Raises InputError naming the file when it cannot be read or parsed.
     """
@@ -107,13 +135,15 @@ def read_document(path: str | Path, loader: type[_BoundedLoader] | None = None) 
             data = stream.read(MAX_DOCUMENT_BYTES + 1)
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return parse_text(data, str(path), loader)
+    return parse_text(data, str(path), loader, stream_as_list=stream_as_list)
 
 
 def load_source(
     src: str | Path | dict[str, Any] | list[Any],
     what: str,
     loader: type[_BoundedLoader] | None = None,
+    *,
+    stream_as_list: bool = False,
 ) -> Any:
     """Turn a path, a YAML/JSON string or parsed data into parsed data.
 
@@ -123,7 +153,7 @@ def load_source(
     if isinstance(src, dict | list):
         return src
     if isinstance(src, Path):
-        return read_document(src, loader)
+        return read_document(src, loader, stream_as_list=stream_as_list)
     if "\n" in src or src.lstrip()[:1] in ("{", "["):
-        return parse_text(src, f"<{what} text>", loader)
-    return read_document(src, loader)
+        return parse_text(src, f"<{what} text>", loader, stream_as_list=stream_as_list)
+    return read_document(src, loader, stream_as_list=stream_as_list)

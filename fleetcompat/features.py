@@ -148,7 +148,7 @@ def read_node_features(
     name = str(src) if isinstance(src, str | Path) and "\n" not in str(src) else None
     source = name or "features"
     try:
-        data = load_source(src, "features")
+        data = load_source(src, "features", stream_as_list=True)
     except FeaturesError:
         raise
     except InputError as exc:

@@ -198,16 +198,17 @@ def load_spec(src: str | Path | dict[str, Any]) -> Spec:
     """Read a spec from a path, a YAML/JSON string, or parsed data.
 
     Also accepts a NodeFeatureRule or NodeFeatureGroup, whose rules become one
-    compatibility set, and a `kind: List` of them (`kubectl get nfr -o yaml`), one
-    set per object. Raises SpecError (an InputError) naming the file and the
-    spot when the document is not one of these.
+    compatibility set, and a `kind: List` of them (`kubectl get nfr -o yaml`) or a
+    YAML stream of them (`---` between objects), one set per object. Raises
+    SpecError (an InputError) naming the file and the spot when the document is
+    not one of these.
     """
     source = str(src) if isinstance(src, str | Path) and "\n" not in str(src) else ""
     if isinstance(src, str) and (src.lstrip()[:1] in ("{", "[")):
         source = ""
     where = source or "spec"
     try:
-        data = load_source(src, "spec", _GoYamlLoader)
+        data = load_source(src, "spec", _GoYamlLoader, stream_as_list=True)
     except SpecError:
         raise
     except InputError as exc:

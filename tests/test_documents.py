@@ -82,3 +82,18 @@ def test_load_source_reads_a_path(tmp_path: Path) -> None:
 
     assert documents.load_source(str(path), "thing") == {"k": "v"}
     assert documents.load_source(path, "thing") == {"k": "v"}
+
+
+def test_yaml_stream_reads_as_a_list_when_asked() -> None:
+    text = "kind: A\n---\n---\nkind: B\n"
+
+    data = documents.parse_text(text, "s.yaml", stream_as_list=True)
+
+    assert data == {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [{"kind": "A"}, {"kind": "B"}],
+    }
+    assert documents.parse_text("kind: A\n---\n", "s.yaml", stream_as_list=True) == {
+        "kind": "A"
+    }

@@ -466,3 +466,24 @@ def test_a_list_of_rule_objects_gives_a_set_per_object() -> None:
 def test_a_list_of_other_kinds_is_refused() -> None:
     with pytest.raises(SpecError, match=r"items\[0\]: expected a NodeFeatureRule"):
         load_spec({"kind": "List", "items": [{"kind": "Pod"}]})
+
+
+def test_stream_of_rule_objects_gives_a_set_per_object() -> None:
+    from fleetcompat.spec import load_spec
+
+    text = (
+        "apiVersion: nfd.k8s-sigs.io/v1alpha1\nkind: NodeFeatureRule\n"
+        "metadata: {name: one}\nspec:\n  rules:\n  - name: a\n"
+        "    matchFeatures: [{feature: cpu.cpuid}]\n"
+        "---\n"
+        "apiVersion: nfd.k8s-sigs.io/v1alpha1\nkind: NodeFeatureGroup\n"
+        "metadata: {name: two}\nspec:\n  featureGroupRules:\n  - name: b\n"
+        "    matchFeatures: [{feature: kernel.version}]\n"
+    )
+
+    spec = load_spec(text)
+
+    assert [c.description for c in spec.compatibilities] == [
+        "NodeFeatureRule one",
+        "NodeFeatureGroup two",
+    ]
