@@ -163,6 +163,48 @@ def stored_verdicts(store: Store, run_id: int) -> dict:
             "arm64",
             id="rhel-kernel-suffix",
         ),
+        pytest.param(
+            Features(attributes={"kernel.config": {"X86": "y", "NET": "y"}}),
+            "amd64",
+            id="nfd-example-kconfig-x86",
+        ),
+        pytest.param(
+            Features(attributes={"kernel.config": {"X86": "y", "X86_32": "y"}}),
+            "386",
+            id="kconfig-32-bit-x86",
+        ),
+        pytest.param(
+            Features(attributes={"kernel.config": {"ARM64": "y"}}),
+            "arm64",
+            id="kconfig-arm64",
+        ),
+        pytest.param(
+            Features(attributes={"kernel.config": {"S390": "y", "64BIT": "y"}}),
+            "s390x",
+            id="kconfig-s390x",
+        ),
+        pytest.param(
+            Features(
+                attributes={"kernel.config": {"PPC64": "y", "CPU_LITTLE_ENDIAN": "y"}}
+            ),
+            "ppc64le",
+            id="kconfig-ppc64le",
+        ),
+        pytest.param(
+            Features(attributes={"kernel.config": {"PPC64": "y"}}),
+            "",
+            id="kconfig-big-endian-ppc64-untold",
+        ),
+        pytest.param(
+            Features(attributes={"kernel.config": {"RISCV": "y", "64BIT": "y"}}),
+            "riscv64",
+            id="kconfig-riscv64",
+        ),
+        pytest.param(
+            Features(attributes={"kernel.config": {"RISCV": "y"}}),
+            "",
+            id="kconfig-32-bit-riscv-untold",
+        ),
         pytest.param(Features(), "", id="nothing-to-tell"),
     ],
 )
