@@ -10,9 +10,10 @@ build configuration (`kernel.config`, see `kconfig_architecture`), the
 
 An image's artifact for platform `linux/<arch>[/variant]` is used for hosts of that
 architecture; an artifact of a single-manifest image, or one chosen for no platform,
-is used for every host. A host whose architecture cannot be told (RISC-V without a kernel
-config, for which NFD reports no CPUID flags, or features without any of these) gets only such
-platform-independent artifacts; other cells are "not evaluated: platform mismatch".
+is used for every host. A host whose architecture cannot be told (RISC-V without a
+kernel config, for which NFD reports no CPUID flags, or features without any of
+these) gets only such platform-independent artifacts; other cells are "not
+evaluated: platform mismatch".
 The variant (arm/v7 against arm/v6) is not told apart: the first artifact of the
 host's architecture is used.
 """
