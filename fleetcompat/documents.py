@@ -43,6 +43,28 @@ class _BoundedLoader(yaml.SafeLoader):
         self._sizes[id(node)] = self._nodes - before
         return node
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        """A mapping, refusing a key written twice (go-yaml refuses it too).
+
+        Without this the later value would silently win: in an inventory, a
+        second `hosts:` would drop every host of the first. Keys merged in with
+        `<<` may be overridden, as YAML intends.
+        """
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, list | dict):
+                    continue  # unhashable keys are refused by the constructor
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} written twice", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
     def _charge(self, count: int, mark: Any) -> None:
         self._nodes += count
         if self._nodes > MAX_YAML_NODES:

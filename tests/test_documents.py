@@ -97,3 +97,18 @@ def test_yaml_stream_reads_as_a_list_when_asked() -> None:
     assert documents.parse_text("kind: A\n---\n", "s.yaml", stream_as_list=True) == {
         "kind": "A"
     }
+
+
+def test_key_written_twice_is_refused_with_its_line() -> None:
+    text = "all:\n  hosts:\n    a: {}\n  vars: {}\n  hosts:\n    b: {}\n"
+
+    with pytest.raises(
+        InputError, match=r"inv.yaml: line 5: key 'hosts' written twice"
+    ):
+        documents.parse_text(text, "inv.yaml")
+
+
+def test_merged_keys_may_be_overridden() -> None:
+    text = "base: &b {x: 1, y: 2}\nthing:\n  <<: *b\n  y: 3\n"
+
+    assert documents.parse_text(text, "m.yaml")["thing"] == {"x": 1, "y": 3}
