@@ -49,15 +49,18 @@ def attach(
     *,
     created: datetime | None = None,
     platform: str | None = None,
+    force: bool = False,
 ) -> Descriptor:
     """Add a spec as a compatibility artifact of an image; return its descriptor.
 
     `created` defaults to now; `platform` (`os/arch[/variant]`) makes that
     platform's manifest the subject. Raises SpecError for a spec that does not
-    validate, LayoutError when the layout or image cannot be used.
+    validate, or (unless `force`) that `check_spec` finds problems in: errors
+    NFD would raise evaluating it. Raises LayoutError when the layout or image
+    cannot be used.
     """
     layout = Path(layout)
-    spec = _read_spec(Path(spec_path))
+    spec = _read_spec(Path(spec_path), force)
     subject = _subject(layout, image_ref, platform)
     stamp = format_created(created or datetime.now(UTC))
 
@@ -86,7 +89,7 @@ def format_created(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _read_spec(path: Path) -> bytes:
+def _read_spec(path: Path, force: bool) -> bytes:
     """Read a spec file and validate it before anything is written."""
     try:
         data = read_bounded(path, MAX_SPEC_BYTES, str(path))
@@ -96,11 +99,17 @@ def _read_spec(path: Path) -> bytes:
         raise SpecError(str(exc)) from None
 
     _check_spec_lightly(data, str(path))
-    try:
-        from fleetcompat.spec import load_spec
-    except ImportError:
-        return data
-    load_spec(path)
+    from fleetcompat.spec import check_spec, load_spec
+
+    problems = check_spec(load_spec(path))
+    if problems and not force:
+        listed = "".join(f"\n  {problem}" for problem in problems)
+        raise SpecError(
+            f"{path}: NFD would fail evaluating this spec ({len(problems)} "
+            f"problems; --force attaches it anyway):{listed}"
+        )
+    for problem in problems:
+        log.warning("%s: %s", path, problem)
     return data
 
 

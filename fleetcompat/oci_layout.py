@@ -48,6 +48,7 @@ from fleetcompat.oci_blobs import (
     read_blob,
     read_bounded,
 )
+from fleetcompat.spec import spec_problems
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ MAX_DEPTH = 16
 
 MAX_MANIFESTS = 100_000
 """Most manifests and indexes loaded from one layout."""
+
+_Summary = tuple[int | None, tuple[str, ...], tuple[str, ...]]
+"""A spec's set count, its tags, and its problems."""
 
 IMAGE_CONFIG_TYPES = frozenset(
     {
@@ -151,8 +155,8 @@ class _LayoutReader:
         self.listed_subject: dict[str, str] = {}
         self.problems: list[str] = []
         self._artifacts: dict[str, Artifact | str] = {}
-        self._spec_errors: dict[str, str] = {}
-        self._summaries: dict[str, tuple[int | None, tuple[str, ...], str | None]] = {}
+        self._spec_errors: dict[str, tuple[str, ...]] = {}
+        self._summaries: dict[str, _Summary] = {}
 
     def read_entries(self) -> list[Descriptor]:
         """Check `oci-layout` and read the descriptors listed in `index.json`."""
@@ -428,9 +432,9 @@ class _LayoutReader:
             if artifact not in problems and where + artifact not in problems:
                 problems.append(where + artifact)
             return Choice(platform, None, source, len(candidates))
-        error = self._spec_errors.get(artifact.digest)
-        if error and error not in problems:
-            problems.append(error)
+        for error in self._spec_errors.get(artifact.digest, ()):
+            if error not in problems:
+                problems.append(error)
         return Choice(platform, artifact, source, len(candidates))
 
     def _artifact(self, node: _Node) -> Artifact | str:
@@ -459,9 +463,9 @@ class _LayoutReader:
         if layer.digest not in self._summaries:
             source = f"spec {layer.digest}"
             self._summaries[layer.digest] = _summarize_spec(spec, source)
-        count, tags, error = self._summaries[layer.digest]
-        if error:
-            self._spec_errors[digest] = error
+        count, tags, errors = self._summaries[layer.digest]
+        if errors:
+            self._spec_errors[digest] = errors
         subject = node.subject.digest if node.subject else self.listed_subject[digest]
         return Artifact(
             digest=digest,
@@ -529,23 +533,22 @@ def _descriptor_platform(descriptor: Descriptor) -> list[PlatformManifest]:
     ]
 
 
-def _summarize_spec(
-    spec: bytes, source: str
-) -> tuple[int | None, tuple[str, ...], str | None]:
+def _summarize_spec(spec: bytes, source: str) -> _Summary:
     """Count a spec's compatibility sets and list their tags; or say what is wrong.
 
-    Only a light look for display; `fleetcompat.spec.load_spec` checks it fully.
+    What is wrong: the spec does not parse as NFD reads it, or `check_spec` finds
+    errors NFD would raise evaluating it.
     """
     try:
         document = parse_text(spec, source)
     except InputError as exc:
-        return None, (), str(exc)
+        return None, (), (str(exc),)
     sets = document.get("compatibilities") if isinstance(document, dict) else None
     if not isinstance(sets, list):
-        return None, (), f"{source}: has no compatibilities list"
+        return None, (), (f"{source}: has no compatibilities list",)
     tags = []
     for item in sets:
         tag = item.get("tag") if isinstance(item, dict) else None
         if isinstance(tag, str) and tag and tag not in tags:
             tags.append(tag)
-    return len(sets), tuple(tags), None
+    return len(sets), tuple(tags), tuple(spec_problems(spec, source))

@@ -33,8 +33,8 @@ from typing import Any
 
 import yaml
 
-from fleetcompat.documents import _BoundedLoader, load_source
-from fleetcompat.errors import InputError, SpecError
+from fleetcompat.documents import _BoundedLoader, load_source, parse_text
+from fleetcompat.errors import InputError, RuleError, SpecError
 from fleetcompat.features import Features
 from fleetcompat.rules.expression import MatchExpression
 from fleetcompat.rules.template import Template, compile_template
@@ -141,6 +141,71 @@ class Spec:
             name: None if elements is None else frozenset(elements)
             for name, elements in needed.items()
         }
+
+
+def check_spec(spec: Spec) -> list[str]:
+    """The errors NFD would raise evaluating the spec, found without any host.
+
+    One message per problem, naming the compatibility set, rule, feature and
+    element. Each expression is run through its own compiled matcher on a present
+    element with the value "0" (an integer and a version both), so a problem is
+    reported exactly when the rule engine would raise on every host that has the
+    element: an unknown op, a wrong number of values, a bad regexp, an unknown
+    type, a bound that never parses, an empty GtLt range. NFD only raises when the
+    element is present (and holds a value: a flag never reaches the value checks);
+    a spec that fails here fails on every host where it matters. Templates that do
+    not parse are reported too, as NFD fails on them whenever the rule matches.
+    """
+    problems: list[str] = []
+    for number, compatibility in enumerate(spec.compatibilities):
+        where = f"compatibilities[{number}]"
+        if compatibility.tag:
+            where += f" (tag {compatibility.tag!r})"
+        for index, rule in enumerate(compatibility.rules):
+            label = f"rule {rule.name!r}" if rule.name else f"rules[{index}]"
+            problems.extend(f"{where}: {label}: {p}" for p in _rule_problems(rule))
+    return problems
+
+
+def _rule_problems(rule: GroupRule) -> list[str]:
+    """A rule's template and expression problems, as check_spec words them."""
+    problems = []
+    for name, template in (
+        ("varsTemplate", rule.compiled_vars_template),
+        ("labelsTemplate", rule.compiled_labels_template),
+    ):
+        if template.error is not None:
+            problems.append(f"{name}: failed to parse template: {template.error}")
+
+    for term in rule.terms():
+        pairs = [(f"element {e!r}", x) for e, x in term.match_expressions or ()]
+        if term.match_name is not None:
+            pairs.insert(0, ("matchName", term.match_name))
+        for spot, expression in pairs:
+            error = _expression_problem(expression)
+            if error is not None:
+                feature = term.feature or '""'
+                problems.append(f"feature {feature}: {spot}: {error}")
+    return problems
+
+
+def _expression_problem(expression: MatchExpression) -> str | None:
+    """The error the compiled matcher raises for a present element, if any."""
+    try:
+        expression.matcher(True, "0")
+    except RuleError as exc:
+        return str(exc)
+    return None
+
+
+def spec_problems(data: bytes, source: str) -> list[str]:
+    """Everything NFD would reject in a spec's bytes: parse errors, then check_spec."""
+    try:
+        parsed = parse_text(data, source, _GoYamlLoader, stream_as_list=True)
+        spec = parse_spec(parsed, source)
+    except InputError as exc:
+        return [str(exc)]
+    return [f"{source}: {problem}" for problem in check_spec(spec)]
 
 
 def project_features(

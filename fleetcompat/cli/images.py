@@ -99,7 +99,14 @@ def _print_catalog(catalog: dict[str, Any]) -> None:
 @click.option(
     "--created",
     type=click.DateTime(["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%z"]),
-    help="The created annotation (RFC 3339, UTC); default now.",
+    metavar="TIMESTAMP",
+    help="The created annotation, RFC 3339 to the second: 2026-02-03T04:05:06Z or "
+    "2026-02-03T04:05:06+02:00 (written in UTC). Default: now.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Attach a spec even though NFD would fail evaluating it.",
 )
 @verbosity_options
 def attach(
@@ -108,10 +115,14 @@ def attach(
     layout: Path,
     platform: str | None,
     created: datetime | None,
+    force: bool,
 ) -> None:
     """Attach a compatibility spec to an image in a layout, as oras attach does.
 
-    The spec is validated first. The artifact gets NFD's artifact type, the
+    The spec is validated first, and checked for what NFD would fail on when
+    evaluating it (an unknown op, a wrong number of values, a regexp or bound
+    that does not parse, a template that does not parse): such a spec is refused
+    with the problems listed, unless --force. The artifact gets NFD's artifact type, the
     empty config, the spec as its layer, a created annotation and the image as
     subject, and an untagged entry in index.json. Prints the artifact digest.
 
@@ -122,7 +133,9 @@ def attach(
     """
     from fleetcompat.attach import attach as attach_spec
 
-    descriptor = attach_spec(layout, image, spec, created=created, platform=platform)
+    descriptor = attach_spec(
+        layout, image, spec, created=created, platform=platform, force=force
+    )
     click.echo(descriptor.digest)
 
 
