@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -173,3 +178,49 @@ def test_changed_features_or_a_failure_between_add_rows(store: Store) -> None:
         for s in store.snapshots("a")
     ]
     assert kernels == ["6.2", "timeout", "6.2", "6.1"]
+
+
+READ_AS_NOBODY = """
+import importlib.metadata, os, sys
+import sqlite_utils.plugins
+from fleetcompat.errors import StoreError
+from fleetcompat.store import Host, Store
+sqlite_utils.plugins.ensure_plugins_loaded()  # imports done before losing /root
+os.setgid(65534)
+os.setuid(65534)
+store = Store(sys.argv[1])
+print(store.readonly, [s.host.name for s in store.hosts()])
+try:
+    store.start_run("collect")
+except StoreError as exc:
+    print("refused:", exc)
+"""
+
+
+@pytest.fixture
+def public_dir() -> Iterator[Path]:
+    """A folder any user can enter (pytest's own tmp folders are root-only)."""
+    folder = Path(tempfile.mkdtemp(prefix="fleetcompat-ro-", dir="/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_database_on_storage_it_cannot_write_is_read_only(public_dir: Path) -> None:
+    path = public_dir / "fleet.db"
+    with Store(path) as store:
+        run = store.start_run("collect")
+        store.save_snapshot(Host("a"), run_id=run, source="ssh", features=machine("a"))
+    path.chmod(0o644)
+
+    done = subprocess.run(
+        [sys.executable, "-c", READ_AS_NOBODY, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "True ['a']"
+    assert lines[1].startswith("refused:") and "read-only" in lines[1]

@@ -48,17 +48,43 @@ class Store(EvaluationTables):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.readonly = False
         try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
+            conn = self._connect()
             self.db = sqlite_utils.Database(conn)
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot open database: {exc}") from None
         self._feature_cache: dict[str, Features] = {}
         self._packed_cache: dict[int, tuple[Features, tuple[str, bytes, int]]] = {}
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection for writing or, on read-only storage, for reading only.
+
+        A database on a read-only mount (a report carried on a USB stick, say) can
+        still be listed and reported on; any write then fails with a StoreError.
+        """
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if not self.path.is_file():
+                raise
+
+        self.readonly = True
+        uri = self.path.resolve().as_uri()
+        for options in ("mode=ro", "mode=ro&immutable=1"):
+            conn = sqlite3.connect(f"{uri}?{options}", uri=True, isolation_level=None)
+            try:
+                conn.execute("PRAGMA user_version").fetchone()
+                return conn
+            except sqlite3.OperationalError:
+                conn.close()
+        raise StoreError(f"{self.path}: cannot open database, even for reading")
 
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards."""
@@ -73,6 +99,8 @@ class Store(EvaluationTables):
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One write transaction: everything inside lands together or not at all."""
+        if self.readonly:
+            raise StoreError(f"{self.path}: the database is read-only here")
         conn = self.db.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -99,6 +127,11 @@ class Store(EvaluationTables):
             )
         if version == SCHEMA_VERSION:
             return
+        if self.readonly:
+            raise StoreError(
+                f"{self.path}: read-only, and written by an older fleetcompat "
+                f"(schema {version}); open it once where it can be written to upgrade"
+            )
 
         with self.transaction():
             if version < 1:
