@@ -117,11 +117,33 @@ class EvaluationRun:
     computed: int = 0
     reused: int = 0
     seconds: float = 0.0
+    unknown_arch_cells: int = 0
+    """Cells not evaluated because the host's architecture could not be told."""
 
     @property
     def partial(self) -> bool:
-        """Whether some hosts or images could not be evaluated at all."""
-        return bool(self.hosts_not_evaluated or self.images_failed)
+        """Whether some cells failed: hosts, images, errors, unknown architecture.
+
+        A plain platform mismatch (an arm64 host, an amd64-only image) is an
+        answer, not a failure.
+        """
+        return bool(self.problems())
+
+    def problems(self) -> list[str]:
+        """What makes the run partial, one line each (empty when nothing did)."""
+        found = []
+        if self.hosts_not_evaluated:
+            hosts = plural(self.hosts_not_evaluated, "host")
+            found.append(f"{hosts} without a good snapshot")
+        if self.images_failed:
+            found.append(f"{plural(self.images_failed, 'image')} without a usable spec")
+        if self.cells.get(ERROR):
+            cells = plural(self.cells[ERROR], "error cell")
+            found.append(f"{cells} (a spec or rule that fails to evaluate)")
+        if self.unknown_arch_cells:
+            cells = plural(self.unknown_arch_cells, "cell")
+            found.append(f"{cells} not evaluated: host architecture unknown")
+        return found
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready summary, as `evaluate --output json` prints it."""
@@ -136,7 +158,13 @@ class EvaluationRun:
             "computed": self.computed,
             "reused": self.reused,
             "seconds": round(self.seconds, 3),
+            "unknown_arch_cells": self.unknown_arch_cells,
         }
+
+
+def plural(n: int, noun: str) -> str:
+    """`1 host`, `2 hosts`: a count with its noun in agreement."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def image_targets(catalog: Catalog) -> list[ImageTarget]:
@@ -285,7 +313,24 @@ def _evaluate(
         "evaluations": len(work),
         "computed": len(todo),
         "reused": len(work) - len(todo),
+        "unknown_arch_cells": _unknown_arch_cells(hosts, by_image),
     }
+
+
+def _unknown_arch_cells(
+    hosts: Sequence[EvalHost], by_image: Mapping[str, list[_Prepared]]
+) -> int:
+    """Cells of hosts of unknown architecture that no artifact of the image fits."""
+    unknown = sum(1 for h in hosts if h.status == "ok" and not h.arch)
+    if not unknown:
+        return 0
+    unfit = sum(
+        1
+        for items in by_image.values()
+        if any(item.target.artifact for item in items)
+        and choose_target("", [item.target for item in items]) is None
+    )
+    return unknown * unfit
 
 
 def _subjects(

@@ -519,3 +519,49 @@ def test_hosts_listing_devices_in_another_order_do_not_share_a_result(
         ("nvidia-last", "img"): COMPATIBLE,
     }
     assert verdicts == independent_verdicts(store, [target])
+
+
+def test_error_cells_make_the_run_partial(store: Store) -> None:
+    fill(store, hosts_per_machine=1)
+    targets = [
+        ImageTarget("good", "", "sha256:1", SPEC_OK.encode()),
+        ImageTarget("bad-regex", "", "sha256:3", SPEC_BAD_REGEX.encode()),
+    ]
+
+    run = evaluate_targets(store, targets)
+
+    assert run.images_failed == 0 and run.hosts_not_evaluated == 0
+    assert run.partial
+    assert run.problems() == [
+        f"{len(MACHINES)} error cells (a spec or rule that fails to evaluate)"
+    ]
+
+
+def test_hosts_of_unknown_architecture_make_the_run_partial(store: Store) -> None:
+    store.save_snapshot(
+        Host("mystery"),
+        run_id=None,
+        source="test",
+        features=Features(attributes={"kernel.version": {"full": "6.1.0"}}),
+    )
+    targets = [
+        ImageTarget("amd-only", "linux/amd64", "sha256:9", SPEC_OK.encode()),
+        ImageTarget("anywhere", "", "sha256:1", SPEC_OK.encode()),
+    ]
+
+    run = evaluate_targets(store, targets)
+
+    assert run.unknown_arch_cells == 1
+    assert run.problems() == ["1 cell not evaluated: host architecture unknown"]
+
+
+def test_a_platform_mismatch_alone_is_an_answer_not_a_partial_run(
+    store: Store,
+) -> None:
+    fill(store, hosts_per_machine=1)
+    targets = [ImageTarget("amd-only", "linux/amd64", "sha256:9", SPEC_OK.encode())]
+
+    run = evaluate_targets(store, targets)
+
+    assert run.cells[NOT_EVALUATED] == 1  # the arm host
+    assert not run.partial and run.problems() == []

@@ -21,6 +21,7 @@ from fleetcompat.evaluate import (
     evaluate_targets,
     image_targets,
 )
+from fleetcompat.features import Features
 from fleetcompat.oci import scan_layouts
 from fleetcompat.report import (
     HOST_COLUMNS,
@@ -235,7 +236,8 @@ def test_evaluate_exits_partial_when_a_host_has_no_snapshot(tmp_path: Path) -> N
     )
 
     assert result.exit_code == 3
-    summary = json.loads(result.output)
+    assert "1 host without a good snapshot" in result.stderr
+    summary = json.loads(result.stdout)
     assert summary["hosts_not_evaluated"] == 1
     assert summary["cells"]["not-evaluated"] == 5
 
@@ -298,3 +300,50 @@ def test_an_old_run_renders_after_its_feature_sets_were_pruned(tmp_path: Path) -
 
     assert "old-0" in old.html.read_text()
     assert "pruned from the store" in new.html.read_text()
+
+
+def test_evaluate_exits_partial_and_says_why_when_an_architecture_is_unknown(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "fleet.db")
+    store.save_snapshot(
+        Host("mystery"),
+        run_id=None,
+        source="test",
+        features=Features(attributes={"kernel.version": {"full": "6.1.0"}}),
+    )
+    store.close()
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--oci-layout",
+            str(EXAMPLE_LAYOUT),
+            "--db",
+            str(tmp_path / "fleet.db"),
+        ],
+    )
+
+    assert result.exit_code == 3, result.output
+    assert "host architecture unknown" in result.stderr
+    assert "run 1: 1 host x 5 images:" in result.stdout
+    assert (
+        f"next: fleetcompat report --db {tmp_path / 'fleet.db'} --out" in result.stdout
+    )
+
+
+def test_evaluate_of_an_arm_host_and_amd64_images_exits_0(tmp_path: Path) -> None:
+    store = Store(tmp_path / "fleet.db")
+    store.save_snapshot(
+        Host("arm"), run_id=None, source="test", features=machine(arch="arm64")
+    )
+    store.close()
+
+    result = CliRunner(env={"FLEETCOMPAT_DB": str(tmp_path / "fleet.db")}).invoke(
+        main, ["evaluate", "--oci-layout", str(EXAMPLE_LAYOUT)]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert "next: fleetcompat report --out report/" in result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from fleetcompat.cli.collect import collect_options, collection_options
 from fleetcompat.cli.main import (
     ExitCode,
     db_option,
+    default_db,
     layouts_option,
     output_option,
     print_json,
@@ -48,9 +50,11 @@ def evaluate(layouts: tuple[Path, ...], db: str, output: str) -> None:
 
     \b
     Exit codes:
-      0  every host and image evaluated
+      0  every cell has an answer (a platform the image lacks is an answer)
       2  a path is not an OCI layout, or the database is not ours
-      3  partial: some hosts have no snapshot or some images no usable spec
+      3  partial: some hosts have no snapshot, some images no usable spec,
+         some cells are errors, or some hosts' architecture is unknown;
+         stderr says which
     """
     from fleetcompat.evaluate import evaluate_fleet
     from fleetcompat.oci import scan_layouts
@@ -63,26 +67,34 @@ def evaluate(layouts: tuple[Path, ...], db: str, output: str) -> None:
     if output == "json":
         print_json(result.to_json())
     else:
-        _print_evaluation(result)
-    if result.partial:
+        _print_evaluation(result, db)
+    _exit_if_partial(result)
+
+
+def _exit_if_partial(result: Any) -> None:
+    """Say on stderr what made the run partial, and exit 3 if anything did."""
+    problems = result.problems()
+    for problem in problems:
+        click.echo(f"fleetcompat: partial: {problem}", err=True)
+    if problems:
         raise SystemExit(int(ExitCode.PARTIAL))
 
 
-def _print_evaluation(result: Any) -> None:
-    """The run's cells by verdict and the work it took."""
+def _print_evaluation(result: Any, db: str) -> None:
+    """The run's cells by verdict, the work it took, and the next command."""
+    from fleetcompat.evaluate import plural
+
     cells = ", ".join(f"{n} {v}" for v, n in result.cells.items())
     click.echo(
-        f"run {result.run_id}: {result.hosts} hosts x {result.images} images: {cells}"
+        f"run {result.run_id}: {plural(result.hosts, 'host')} x "
+        f"{plural(result.images, 'image')}: {cells}"
     )
     click.echo(
-        f"{result.evaluations} distinct evaluations ({result.computed} computed, "
-        f"{result.reused} reused) in {result.seconds:.2f}s"
+        f"{plural(result.evaluations, 'distinct evaluation')} ({result.computed} "
+        f"computed, {result.reused} reused) in {result.seconds:.2f}s"
     )
-    if result.hosts_not_evaluated:
-        click.echo(f"{result.hosts_not_evaluated} hosts have no good snapshot")
-    if result.images_failed:
-        click.echo(f"{result.images_failed} images have no usable spec")
-    click.echo("next: fleetcompat report --out report/")
+    db_args = "" if db == default_db() else f" --db {shlex.quote(db)}"
+    click.echo(f"next: fleetcompat report{db_args} --out report/")
 
 
 @click.command()
@@ -189,7 +201,8 @@ def audit(
     Exit codes:
       0  done, nothing failed
       2  bad inventory or layout path (nothing written)
-      3  partial: some hosts or images failed; the report covers the rest
+      3  partial: some hosts or images failed, some cells are errors or
+         of a host of unknown architecture; the report covers the rest
       4  the --fail-on policy tripped (takes precedence over 3)
       130  interrupted
     """
@@ -217,6 +230,8 @@ def audit(
     if result.tripped:
         raise SystemExit(int(ExitCode.INCOMPATIBLE))
     if result.partial:
+        for problem in result.evaluation.problems():
+            click.echo(f"fleetcompat: partial: {problem}", err=True)
         raise SystemExit(int(ExitCode.PARTIAL))
 
 
@@ -232,10 +247,13 @@ def _print_audit(result: Any) -> None:
 
 
 def _print_evaluation_line(evaluation: Any) -> None:
+    """One line: the evaluation run's cells by verdict."""
+    from fleetcompat.evaluate import plural
+
     cells = ", ".join(f"{n} {v}" for v, n in evaluation.cells.items())
     click.echo(
-        f"evaluate run {evaluation.run_id}: {evaluation.hosts} hosts x "
-        f"{evaluation.images} images: {cells} ({evaluation.seconds:.2f}s)"
+        f"evaluate run {evaluation.run_id}: {plural(evaluation.hosts, 'host')} x "
+        f"{plural(evaluation.images, 'image')}: {cells} ({evaluation.seconds:.2f}s)"
     )
 
 
