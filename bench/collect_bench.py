@@ -454,6 +454,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--ansible", help="a venv with ansible-core installed")
     parser.add_argument("--ansible-hosts", type=int, default=30)
+    parser.add_argument(
+        "--ansible-forks", type=int, default=10, help="concurrency of both tools"
+    )
     parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--bare", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--only-ansible", action="store_true")
@@ -479,10 +482,15 @@ def main() -> None:
             results["db"] = bench_db(work)
             print(json.dumps(results["db"], indent=2), flush=True)
         if args.ansible:
-            results["ansible"] = bench_ansible(
-                work, Path(args.ansible), args.ansible_hosts, 10
+            key = (
+                "ansible"
+                if args.ansible_forks == 10
+                else f"ansible_forks{args.ansible_forks}"
             )
-            print(json.dumps(results["ansible"], indent=2), flush=True)
+            results[key] = bench_ansible(
+                work, Path(args.ansible), args.ansible_hosts, args.ansible_forks
+            )
+            print(json.dumps(results[key], indent=2), flush=True)
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")
         print(f"written to {out}")
