@@ -13,6 +13,7 @@ chosen `--fail-on` policy tripped:
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ class AuditResult:
 def run_audit(
     inventory: Path,
     layouts: list[Path],
-    store: Store,
+    store: Store | Path | str,
     out_dir: Path,
     *,
     fail_on: str = "none",
@@ -73,20 +74,55 @@ def run_audit(
 ) -> AuditResult:
     """Collect the inventory, evaluate every layout image, write the report.
 
-    Raises InputError (before anything is written) for a bad inventory, layout
-    path or policy, and KeyboardInterrupt when the collection was interrupted.
+    `store` is an open Store or the path of the database, opened (and created)
+    only once the inputs are known to be good. Raises InputError, before
+    anything is written, for a bad inventory, layout path, policy or an output
+    directory that cannot be written; KeyboardInterrupt when the collection was
+    interrupted.
     """
-    from fleetcompat.collect import collect_fleet
     from fleetcompat.errors import InputError
     from fleetcompat.inventory import load_inventory
     from fleetcompat.oci import scan_layouts
-    from fleetcompat.report import write_report
-    from fleetcompat.runview import regressions
+    from fleetcompat.report import check_out_dir
 
     if fail_on not in POLICIES:
         raise InputError(f"--fail-on: unknown policy {fail_on!r}")
     fleet = load_inventory(inventory)
     catalog = scan_layouts(layouts)
+    check_out_dir(Path(out_dir))
+
+    opened = nullcontext(store) if isinstance(store, Store) else Store(store)
+    with opened as open_store:
+        return _audit(
+            fleet,
+            catalog,
+            open_store,
+            out_dir,
+            fail_on,
+            limit,
+            collect_options,
+            collect_progress,
+            progress,
+            long_csv,
+        )
+
+
+def _audit(
+    fleet: Any,
+    catalog: Any,
+    store: Store,
+    out_dir: Path,
+    fail_on: str,
+    limit: str | None,
+    collect_options: Any,
+    collect_progress: Any,
+    progress: Progress | None,
+    long_csv: bool,
+) -> AuditResult:
+    """The three stages on checked inputs, and the policy's verdict."""
+    from fleetcompat.collect import collect_fleet
+    from fleetcompat.report import write_report
+    from fleetcompat.runview import regressions
 
     collected = collect_fleet(
         fleet, store, limit=limit, options=collect_options, progress=collect_progress

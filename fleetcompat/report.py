@@ -25,7 +25,9 @@ jinja2 and pandas are used here and nowhere else.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +40,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from fleetcompat.errors import StoreError
+from fleetcompat.errors import InputError, StoreError
 from fleetcompat.evaluate import (
     COMPATIBLE,
     ERROR,
@@ -117,8 +119,48 @@ def write_report(
     view = load_run(store, run_id)
     previous = previous_run(store, view.run.id)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write_files(store, view, previous, out_dir, long_csv)
+    except OSError as exc:
+        if exc.filename and not _inside(Path(str(exc.filename)), out_dir):
+            raise  # not the output: a template of the package, a bug
+        raise _unwritable(out_dir, exc) from exc
 
+
+def _inside(path: Path, directory: Path) -> bool:
+    """Whether `path` is `directory` or lies under it."""
+    return path == directory or directory in path.parents
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Make sure a report can be written into `out_dir`, creating it if need be.
+
+    Raises InputError naming the directory when it cannot be created or written.
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".fleetcompat-", dir=out_dir)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise _unwritable(out_dir, exc) from exc
+
+
+def _unwritable(out_dir: Path, exc: OSError) -> InputError:
+    """The one-line error for a report directory or file that cannot be written."""
+    where = exc.filename or out_dir
+    return InputError(f"{where}: cannot write the report: {exc.strerror or exc}")
+
+
+def _write_files(
+    store: Store,
+    view: RunView,
+    previous: RunView | None,
+    out_dir: Path,
+    long_csv: bool,
+) -> ReportFiles:
+    """Write the report's files into `out_dir`; OSError is left to the caller."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     files_ = ReportFiles(
         out_dir / "report.html",
         out_dir / "matrix.csv",

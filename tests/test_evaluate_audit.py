@@ -53,7 +53,13 @@ def local_inventory(tmp_path: Path) -> Path:
     return path
 
 
-def audit(inventory: Path, tmp_path: Path, *extra: str) -> tuple[int, str]:
+def audit(
+    inventory: Path,
+    tmp_path: Path,
+    *extra: str,
+    layout: Path = EXAMPLE_LAYOUT,
+    out: Path | None = None,
+) -> tuple[int, str]:
     """Run `fleetcompat audit` on the example layout; its exit code and output."""
     result = CliRunner().invoke(
         main,
@@ -62,11 +68,11 @@ def audit(inventory: Path, tmp_path: Path, *extra: str) -> tuple[int, str]:
             "-i",
             str(inventory),
             "--oci-layout",
-            str(EXAMPLE_LAYOUT),
+            str(layout),
             "--db",
             str(tmp_path / "fleet.db"),
             "--out",
-            str(tmp_path / "report"),
+            str(out or tmp_path / "report"),
             *extra,
         ],
     )
@@ -96,3 +102,34 @@ def test_audit_with_a_bad_inventory_writes_nothing(tmp_path: Path) -> None:
     assert code == 2
     assert "bad.yaml" in output
     assert not (tmp_path / "report").exists()
+
+
+def test_audit_with_a_bad_layout_path_leaves_no_database(
+    local_inventory: Path, tmp_path: Path
+) -> None:
+    code, output = audit(local_inventory, tmp_path, layout=tmp_path / "no-such-dir")
+
+    assert code == 2, output
+    assert "no-such-dir" in output
+    assert not (tmp_path / "fleet.db").exists()
+    assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        pytest.param(Path("/proc/nope"), id="cannot-be-created"),
+        pytest.param(Path("a-file/report"), id="under-a-file"),
+    ],
+)
+def test_audit_checks_the_output_directory_before_collecting(
+    local_inventory: Path, tmp_path: Path, out: Path
+) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    out = out if out.is_absolute() else tmp_path / out
+
+    code, output = audit(local_inventory, tmp_path, out=out)
+
+    assert code == 2, output
+    assert "cannot write the report" in output and str(out) in output
+    assert not (tmp_path / "fleet.db").exists()

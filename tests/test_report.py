@@ -347,3 +347,29 @@ def test_evaluate_of_an_arm_host_and_amd64_images_exits_0(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
     assert "next: fleetcompat report --out report/" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        pytest.param(Path("/proc/nope"), id="cannot-be-created"),
+        pytest.param(Path("a-file/report"), id="under-a-file"),
+    ],
+)
+def test_report_into_an_unwritable_directory_is_bad_input(
+    tmp_path: Path, out: Path
+) -> None:
+    store = Store(tmp_path / "fleet.db")
+    fill(store, hosts_per_machine=1)
+    evaluate_fleet(store, scan_layouts([EXAMPLE_LAYOUT]))
+    store.close()
+    (tmp_path / "a-file").write_text("not a directory")
+    out = out if out.is_absolute() else tmp_path / out
+
+    result = CliRunner().invoke(
+        main, ["report", "--db", str(tmp_path / "fleet.db"), "--out", str(out)]
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "cannot write the report" in result.stderr
+    assert str(out) in result.stderr

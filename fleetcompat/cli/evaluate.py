@@ -200,28 +200,26 @@ def audit(
     \b
     Exit codes:
       0  done, nothing failed
-      2  bad inventory or layout path (nothing written)
+      2  bad inventory, layout path or --out directory (nothing written)
       3  partial: some hosts or images failed, some cells are errors or
          of a host of unknown architecture; the report covers the rest
       4  the --fail-on policy tripped (takes precedence over 3)
       130  interrupted
     """
     from fleetcompat.audit import run_audit
-    from fleetcompat.store import Store
 
     options = collect_options(concurrency, timeout, known_hosts, known_hosts_file)
-    with Store(db) as store:
-        result = run_audit(
-            inventory,
-            list(layouts),
-            store,
-            out_dir,
-            fail_on=fail_on,
-            limit=limit,
-            collect_options=options,
-            progress=_progress,
-            long_csv=long_csv,
-        )
+    result = run_audit(
+        inventory,
+        list(layouts),
+        db,
+        out_dir,
+        fail_on=fail_on,
+        limit=limit,
+        collect_options=options,
+        progress=_progress,
+        long_csv=long_csv,
+    )
 
     if output == "json":
         print_json(result.to_json())
