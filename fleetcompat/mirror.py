@@ -14,6 +14,13 @@ The image manifests are always copied (they are small, and an artifact is only
 usable beside its subject); `with_images` adds the image configs and layers, which
 makes the layout a complete copy. This is the only module that imports `oras`.
 Registry credentials come from the Docker config, as oras-py reads them.
+
+Requests go through oras-py's session (for its authentication) but not through
+its retry wrapper, which retries any failure five times with growing pauses (over
+two minutes for a name that does not resolve). Here every request has a connect
+and a read timeout; a refused connection is retried once after a short pause, and
+nothing else is retried. Network failures become one-line messages naming the
+registry ("registry.example.invalid: name does not resolve").
 """
 
 from __future__ import annotations
@@ -22,14 +29,16 @@ import hashlib
 import json
 import logging
 import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin
 
-import oras.container
 import oras.provider
 import requests
+import requests.adapters
 
 from fleetcompat.errors import FleetcompatError, InputError, LayoutError
 from fleetcompat.oci_blobs import (
@@ -51,6 +60,7 @@ from fleetcompat.oci_blobs import (
     verify_digest,
     write_atomically,
 )
+from fleetcompat.oci_reference import ImageReference, parse_reference
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +68,10 @@ ACCEPT_MANIFESTS = ", ".join(sorted(MANIFEST_TYPES | INDEX_TYPES))
 CHUNK = 1024 * 1024
 MAX_REFERRER_PAGES = 100
 """Most pages of a paginated referrers answer followed (`Link: <…>; rel="next"`)."""
+DEFAULT_TIMEOUT = 30.0
+"""Seconds to wait for a connection, and then for each read, by default."""
+REFUSED_RETRY_PAUSE = 0.5
+"""Seconds before the one retry of a refused connection."""
 
 
 class MirrorError(FleetcompatError):
@@ -103,25 +117,47 @@ def mirror(
     *,
     plain_http: bool = False,
     with_images: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> MirrorResult:
     """Copy each reference's image manifests and NFD artifacts into a layout.
 
-    Raises LayoutError when the layout cannot be created or is not one; a
-    reference that cannot be copied is reported in the result instead.
+    Every reference is checked first (`parse_reference`): InputError for one that
+    is not a reference, before anything is written. `timeout` bounds the wait for
+    a connection and for each read. Raises LayoutError when the layout cannot be
+    created or is not one; a reference that cannot be copied is reported in the
+    result instead.
     """
+    parsed = [parse_reference(reference) for reference in references]
     layout = Path(layout)
     _ensure_layout(layout)
     registry = oras.provider.Registry(insecure=plain_http)
+    adapter = _TimeoutAdapter(timeout)
+    registry.session.mount("http://", adapter)
+    registry.session.mount("https://", adapter)
 
     results = []
-    for reference in references:
-        copier = _Copier(registry, reference, layout, with_images)
+    for reference in parsed:
+        copier = _Copier(registry, reference, layout, with_images, timeout)
         try:
             results.append(copier.copy())
-        except (MirrorError, InputError, requests.RequestException, ValueError) as exc:
-            log.warning("mirror %s failed: %s", reference, exc)
-            results.append(MirroredImage(reference, None, (), str(exc)))
+        except (MirrorError, InputError, ValueError) as exc:
+            log.warning("mirror %s failed: %s", reference.text, exc)
+            results.append(MirroredImage(reference.text, None, (), str(exc)))
     return MirrorResult(layout, tuple(results))
+
+
+class _TimeoutAdapter(requests.adapters.HTTPAdapter):
+    """An HTTP adapter giving every request a timeout and no urllib3 retries."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(max_retries=0)
+        self.timeout = timeout
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        """Send with the default timeout unless the caller gave one."""
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        return super().send(request, *args, **kwargs)
 
 
 class _Copier:
@@ -130,26 +166,28 @@ class _Copier:
     def __init__(
         self,
         registry: oras.provider.Registry,
-        reference: str,
+        reference: ImageReference,
         layout: Path,
         with_images: bool,
+        timeout: float,
     ) -> None:
         self.registry = registry
-        self.reference = reference
-        self.container = oras.container.Container(reference)
+        self.parsed = reference
+        self.reference = reference.text
         self.layout = layout
         self.with_images = with_images
+        self.timeout = timeout
         self.base = (
-            f"{registry.prefix}://{self.container.registry}"
-            f"/v2/{self.container.api_prefix}"
+            f"{registry.prefix}://{reference.api_host}/v2/{reference.repository}"
         )
         self.entries: list[Descriptor] = []
 
     def copy(self) -> MirroredImage:
         """Copy the image and its artifacts; add everything to index.json."""
-        by_digest = self.container.digest
-        target = by_digest or self.container.tag
+        by_digest = self.parsed.digest
+        target = by_digest or self.parsed.tag or "latest"
         root, data = self._manifest(target, by_digest)
+        log.info("%s: resolved to %s", self.reference, root.digest)
 
         subjects = [root]
         document = parse_json(data, f"{self.reference}: manifest")
@@ -164,21 +202,28 @@ class _Copier:
 
         artifacts = []
         for subject in subjects:
-            for listed in self._referrers(subject):
+            listed_referrers = self._referrers(subject)
+            log.info(
+                "%s: %d compatibility referrers of %s",
+                self.reference,
+                len(listed_referrers),
+                subject.digest,
+            )
+            for listed in listed_referrers:
                 copied = self._copy_artifact(listed, subject)
                 if copied is not None:
                     artifacts.append(copied)
 
-        name = None if by_digest else self._tag_name()
+        name = None if by_digest else self.parsed.tagged_name
         self.entries.insert(0, _with_ref_name(root, name))
         add_entries(self.layout, self.entries)
+        log.info(
+            "%s: copied %d manifests and %d artifacts",
+            self.reference,
+            len(subjects),
+            len(artifacts),
+        )
         return MirroredImage(self.reference, root.digest, tuple(artifacts), None)
-
-    def _tag_name(self) -> str:
-        """The ref.name written for the image: its full reference, as zarf does."""
-        container = self.container
-        repository = container.api_prefix
-        return f"{container.registry}/{repository}:{container.tag}"
 
     def _manifest(self, target: str, expected: str | None) -> tuple[Descriptor, bytes]:
         """Fetch and store a manifest; return its descriptor and bytes."""
@@ -320,7 +365,7 @@ class _Copier:
         try:
             size = 0
             with temp.open("wb") as stream:
-                for chunk in response.iter_content(CHUNK):
+                for chunk in _chunks(response, url):
                     size += len(chunk)
                     if size > blob.size:
                         raise MirrorError(f"{url}: longer than its {blob.size} bytes")
@@ -333,11 +378,59 @@ class _Copier:
             temp.unlink(missing_ok=True)
 
     def _get(self, url: str, headers: dict[str, str]) -> requests.Response:
-        """GET through oras-py's session (auth, retries), streamed."""
-        response: requests.Response = self.registry.do_request(
-            url, "GET", headers=dict(headers), stream=True
-        )
-        return response
+        """GET through oras-py's session (auth), streamed; network errors translated.
+
+        oras-py's `do_request` is called without its retry wrapper; a refused
+        connection is tried once more after a short pause.
+        """
+        request = oras.provider.Registry.do_request.__wrapped__
+        for attempt in (1, 2):
+            try:
+                response: requests.Response = request(
+                    self.registry, url, "GET", headers=dict(headers), stream=True
+                )
+                return response
+            except requests.RequestException as exc:
+                message = network_problem(exc, self.parsed.api_host, self.timeout)
+                if attempt == 1 and message.endswith("connection refused"):
+                    log.debug("%s; trying once more", message)
+                    time.sleep(REFUSED_RETRY_PAUSE)
+                    continue
+                raise MirrorError(message) from None
+        raise AssertionError("unreachable")
+
+
+def network_problem(
+    exc: requests.RequestException, host: str, timeout: float | None
+) -> str:
+    """A one-line message for a failed request, naming the registry host."""
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"{host}: TLS failed; --plain-http for a registry that speaks HTTP"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"{host}: no connection within {timeout:g} s"
+    if isinstance(exc, requests.exceptions.ReadTimeout) or "Read timed out" in text:
+        within = f" within {timeout:g} s" if timeout is not None else ""
+        return f"{host}: connected, but no answer{within}"
+    if "NameResolutionError" in text or "Name or service not known" in text:
+        return f"{host}: name does not resolve"
+    if "Connection refused" in text:
+        return f"{host}: connection refused"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return f"{host}: connection failed ({_root_cause(exc)})"
+    return f"{host}: request failed ({_root_cause(exc)})"
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason of a chained requests/urllib3 error, on one line."""
+    reason: BaseException = exc
+    while True:
+        inner = getattr(reason, "reason", None) or reason.__context__
+        if not isinstance(inner, BaseException) or inner is reason:
+            break
+        reason = inner
+    text = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
+    return text.split(": ", 1)[-1] if text.startswith("<") else text
 
 
 def _read_response(response: requests.Response, limit: int, url: str) -> bytes:
@@ -345,12 +438,22 @@ def _read_response(response: requests.Response, limit: int, url: str) -> bytes:
     if response.status_code != 200:
         raise MirrorError(f"{url}: HTTP {response.status_code}")
     data = bytearray()
-    for chunk in response.iter_content(CHUNK):
+    for chunk in _chunks(response, url):
         data.extend(chunk)
         if len(data) > limit:
             response.close()
             raise MirrorError(f"{url}: more than the {limit} bytes accepted")
     return bytes(data)
+
+
+def _chunks(response: requests.Response, url: str) -> Iterator[bytes]:
+    """A response body in chunks; a network failure mid-body becomes a MirrorError."""
+    try:
+        yield from response.iter_content(CHUNK)
+    except requests.RequestException as exc:
+        host = url.split("/")[2] if url.count("/") >= 2 else url
+        problem = network_problem(exc, host, None)
+        raise MirrorError(f"{problem} (while reading {url})") from None
 
 
 def _media_type(response: requests.Response, data: bytes) -> str:

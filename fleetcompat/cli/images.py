@@ -154,6 +154,14 @@ def attach(
     is_flag=True,
     help="Also copy image configs and layers (a complete image copy).",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait at most this long for a connection, and then for each answer.",
+)
 @output_option("table", "json")
 @verbosity_options
 def mirror(
@@ -161,6 +169,7 @@ def mirror(
     layout: Path,
     plain_http: bool,
     with_images: bool,
+    timeout: float,
     output: str,
 ) -> None:
     """Copy images' compatibility artifacts from a registry into an OCI layout.
@@ -171,17 +180,28 @@ def mirror(
     Everything fetched is checked against its digest. Run it on the connected
     side, carry the layout across, and audit it there.
 
+    A reference names its registry: registry/repository[:tag][@sha256:<hex>];
+    no tag means latest. A name without a registry host (alpine:3) is refused,
+    as oras does, rather than taken as Docker Hub's: write
+    docker.io/library/alpine:3. With -v, each reference's progress (resolved,
+    referrers found, copied) is shown on stderr.
+
     \b
     Examples:
       fleetcompat mirror registry.example.com/ml/cuda:12.4 --oci-layout mirror/
       fleetcompat mirror localhost:5000/app:1.0 --oci-layout mirror/ --plain-http
 
-    Exits 3 when some references could not be copied; the others were.
+    Exits 3 when some references could not be copied (the others were), 2 when
+    a reference is not one (nothing is fetched then).
     """
     from fleetcompat.mirror import mirror as mirror_images
 
     result = mirror_images(
-        list(references), layout, plain_http=plain_http, with_images=with_images
+        list(references),
+        layout,
+        plain_http=plain_http,
+        with_images=with_images,
+        timeout=timeout,
     )
     if output == "json":
         print_json(result.to_json())
