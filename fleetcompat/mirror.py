@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 import oras.provider
 import requests
@@ -397,13 +397,24 @@ class _Copier:
                     time.sleep(REFUSED_RETRY_PAUSE)
                     continue
                 raise MirrorError(message) from None
+            except ValueError:
+                raise MirrorError(
+                    f"{self.parsed.api_host}: asks for authentication, and no usable "
+                    "credentials were found (docker login writes them)"
+                ) from None
         raise AssertionError("unreachable")
 
 
 def network_problem(
     exc: requests.RequestException, host: str, timeout: float | None
 ) -> str:
-    """A one-line message for a failed request, naming the registry host."""
+    """A one-line message for a failed request, naming the host it went to.
+
+    That is the registry, or the token server the registry sent the client to.
+    """
+    request = exc.request
+    if request is not None and request.url:
+        host = urlsplit(str(request.url)).netloc or host
     text = str(exc)
     if isinstance(exc, requests.exceptions.SSLError):
         return f"{host}: TLS failed; --plain-http for a registry that speaks HTTP"

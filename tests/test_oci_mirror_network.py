@@ -228,3 +228,21 @@ def test_verbose_mirror_reports_each_reference_on_stderr(tmp_path: Path) -> None
     assert f"{reference}: 1 compatibility referrers of {index['digest']}" in err
     assert f"{reference}: copied 3 manifests and 1 artifacts" in err
     assert "1 artifacts\tok" in out
+
+
+def test_a_registry_asking_for_credentials_none_are_for_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    server = SilentServer(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+    reference = f"127.0.0.1:{server.port}/foo:1"
+    try:
+        code, out, _ = run(
+            "mirror", "--plain-http", reference, "--oci-layout", str(tmp_path / "m")
+        )
+    finally:
+        server.close()
+
+    assert code == ExitCode.PARTIAL
+    assert f"127.0.0.1:{server.port}: asks for authentication" in out
