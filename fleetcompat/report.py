@@ -19,6 +19,9 @@ CSV files (columns documented in docs/reports.md):
   get one row with the reason);
 - `hosts.csv`: the hosts with their snapshot and its age.
 
+Text cells that a spreadsheet would run as a formula get a quote in front
+(`safe_cell`).
+
 jinja2 and pandas are used here and nowhere else.
 """
 
@@ -55,7 +58,7 @@ from fleetcompat.runview import (
     load_run,
     previous_run,
 )
-from fleetcompat.store import EvalImage, EvalResult, Store
+from fleetcompat.store import EvalImage, EvalResult, Snapshot, Store
 
 CSV_CELLS = {"C": "yes", "I": "no", "E": "error", "N": "n/a"}
 DRIFT_RUNS = 20
@@ -94,8 +97,11 @@ HOST_COLUMNS = [
     "feature_set",
     "os",
     "kernel",
+    "latest_outcome",
+    "latest_reason",
+    "latest_attempt_at",
 ]
-"""The columns of hosts.csv."""
+"""The columns of hosts.csv (new ones only ever appended)."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +178,7 @@ def _write_files(
     _write_matrix_csv(view, files_.matrix_csv)
     if files_.long_csv is not None:
         _write_long_csv(view, files_.long_csv)
-    _write_hosts_csv(view, features, files_.hosts_csv)
+    _write_hosts_csv(view, features, latest_attempts(store, view), files_.hosts_csv)
     return files_
 
 
@@ -349,18 +355,13 @@ def _summary(store: Store, view: RunView, previous: RunView | None) -> dict[str,
 
 def _not_collected(store: Store, view: RunView) -> list[dict[str, str]]:
     """Hosts with no good snapshot, or whose newest attempt failed, and why."""
-    statuses = {s.host.name: s for s in store.hosts()}
+    attempts = latest_attempts(store, view)
     found = []
     for host in view.hosts:
-        status = statuses.get(host.host)
-        latest = status.latest if status else None
+        latest = attempts.get(host.host)
         if host.status != "ok":
             found.append({"host": host.host, "why": host.reason, "stale": ""})
-        elif (
-            latest is not None
-            and not latest.ok
-            and latest.taken_at <= view.run.started_at  # not a later attempt
-        ):
+        elif latest is not None and not latest.ok:
             found.append(
                 {
                     "host": host.host,
@@ -368,6 +369,30 @@ def _not_collected(store: Store, view: RunView) -> list[dict[str, str]]:
                     "stale": f"evaluated from the snapshot of {host.taken_at}",
                 }
             )
+    return found
+
+
+def latest_attempts(store: Store, view: RunView) -> dict[str, Snapshot]:
+    """Each host's newest collection attempt that came before the run, if any.
+
+    A snapshot row stands for repeated equal attempts; it counts when its first
+    attempt came before the run started.
+    """
+    statuses = {s.host.name: s for s in store.hosts()}
+    started = view.run.started_at
+    found: dict[str, Snapshot] = {}
+    for host in view.hosts:
+        status = statuses.get(host.host)
+        latest = status.latest if status else None
+        if latest is not None and (latest.first_taken_at or latest.taken_at) > started:
+            earlier = (
+                s
+                for s in store.snapshots(host.host)
+                if (s.first_taken_at or s.taken_at) <= started
+            )
+            latest = next(earlier, None)
+        if latest is not None:
+            found[host.host] = latest
     return found
 
 
@@ -408,8 +433,8 @@ def _write_matrix_csv(view: RunView, path: Path) -> None:
     """
     lead = pd.DataFrame(
         {
-            "host": [h.host for h in view.hosts],
-            "groups": [",".join(h.groups) for h in view.hosts],
+            "host": [safe_cell(h.host) for h in view.hosts],
+            "groups": [safe_cell(",".join(h.groups)) for h in view.hosts],
             "arch": [h.arch for h in view.hosts],
             "status": [h.status for h in view.hosts],
             "snapshot_taken_at": [h.taken_at for h in view.hosts],
@@ -423,7 +448,8 @@ def _write_matrix_csv(view: RunView, path: Path) -> None:
     unevaluated = ",".join(["n/a"] * len(view.images))
 
     with path.open("w", encoding="utf-8", newline="") as out:
-        header = pd.DataFrame(columns=MATRIX_COLUMNS + view.images)
+        images = [safe_cell(name) for name in view.images]
+        header = pd.DataFrame(columns=MATRIX_COLUMNS + images)
         header.to_csv(out, index=False, lineterminator="\n")
         for host, line in zip(view.hosts, _csv_lines(lead), strict=True):
             cells = (
@@ -459,7 +485,7 @@ def _write_long_csv(view: RunView, path: Path) -> None:
     with path.open("w", encoding="utf-8", newline="") as out:
         pd.DataFrame(columns=LONG_COLUMNS).to_csv(out, index=False)
         for host in hosts:
-            prefix = _csv_field(host.host) + ","
+            prefix = _csv_field(safe_cell(host.host)) + ","
             if host.status != "ok":
                 rows = [
                     _long_row("", image, NOT_EVALUATED, host.reason)[1:]
@@ -484,11 +510,31 @@ def _csv_block(rows: list[list[Any]], columns: list[str]) -> str:
     """Rows as CSV text (no header), formatted by pandas."""
     if not rows:
         return ""
-    rows = [[_one_line(v) for v in row] for row in rows]
+    rows = [[_one_line(safe_cell(v)) for v in row] for row in rows]
     text: str = pd.DataFrame(rows, columns=columns).to_csv(
         index=False, header=False, lineterminator="\n"
     )
     return text
+
+
+def safe_cell(value: Any) -> Any:
+    """A text cell that a spreadsheet will not run as a formula (OWASP's advice).
+
+    Text starting with =, +, @, a tab or a carriage return, or with - followed by
+    something other than a digit, gets a single quote in front; numbers such as
+    -1 and every other value are left as they are.
+    """
+    if not isinstance(value, str) or not value:
+        return value
+    first = value[0]
+    if first in _FORMULA_STARTS or (
+        first == "-" and len(value) > 1 and not value[1].isdigit()
+    ):
+        return "'" + value
+    return value
+
+
+_FORMULA_STARTS = frozenset("=+@\t\r")
 
 
 def _one_line(value: Any) -> Any:
@@ -573,13 +619,17 @@ def _failing_rows(
 
 
 def _write_hosts_csv(
-    view: RunView, facts: dict[str, dict[str, str]], path: Path
+    view: RunView,
+    facts: dict[str, dict[str, str]],
+    attempts: dict[str, Snapshot],
+    path: Path,
 ) -> None:
-    """hosts.csv: the hosts with their snapshot and how old it is."""
+    """hosts.csv: the hosts, their snapshot, its age, and their newest attempt."""
     now = datetime.now(UTC)
     rows = []
     for host in view.hosts:
         fact = facts.get(host.feature_set or "", {})
+        latest = attempts.get(host.host)
         rows.append(
             [
                 host.host,
@@ -593,8 +643,12 @@ def _write_hosts_csv(
                 host.feature_set or "",
                 fact.get("os", ""),
                 fact.get("kernel", ""),
+                latest.status if latest else "",
+                latest.error if latest else "",
+                latest.taken_at if latest else "",
             ]
         )
+    rows = [[safe_cell(value) for value in row] for row in rows]
     pd.DataFrame(rows, columns=HOST_COLUMNS).to_csv(path, index=False)
 
 

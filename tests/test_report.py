@@ -27,6 +27,7 @@ from fleetcompat.report import (
     HOST_COLUMNS,
     LONG_COLUMNS,
     MATRIX_COLUMNS,
+    safe_cell,
     write_report,
 )
 from fleetcompat.runview import regressions
@@ -281,7 +282,16 @@ def test_a_host_whose_last_collection_failed_is_named_with_its_old_snapshot(
     assert "refused: port 22" in summary
     assert "evaluated from the snapshot of" in summary
     hosts = pd.read_csv(written.hosts_csv, dtype=str, keep_default_na=False)
-    assert hosts[hosts.host == "gpu-0"].iloc[0].status == "ok"
+    stale = hosts[hosts.host == "gpu-0"].iloc[0]
+    assert (stale.status, stale.reason) == ("ok", "")
+    assert (stale.latest_outcome, stale.latest_reason) == ("refused", "port 22")
+    fresh = hosts[hosts.host == "gpu-nodriver-0"].iloc[0]
+    assert (fresh.latest_outcome, fresh.latest_reason) == ("ok", "")
+    assert list(hosts.columns[-3:]) == [
+        "latest_outcome",
+        "latest_reason",
+        "latest_attempt_at",
+    ]
 
 
 def test_an_old_run_renders_after_its_feature_sets_were_pruned(tmp_path: Path) -> None:
@@ -373,3 +383,58 @@ def test_report_into_an_unwritable_directory_is_bad_input(
     assert result.exit_code == 2, result.output
     assert "cannot write the report" in result.stderr
     assert str(out) in result.stderr
+
+
+FORMULA = '=HYPERLINK("http://evil","x")'
+FORMULA_SPEC = (
+    "version: v1alpha1\ncompatibilities:\n"
+    "- tag: '+tag'\n"
+    "  rules:\n  - name: '@SUM(1)'\n    matchFeatures:\n"
+    "    - feature: kernel.loadedmodule\n"
+    "      matchExpressions: {'-cmd': {op: Exists}}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        pytest.param(FORMULA, "'" + FORMULA, id="equals"),
+        pytest.param("+1+1", "'+1+1", id="plus"),
+        pytest.param("@SUM(1)", "'@SUM(1)", id="at"),
+        pytest.param("\tx", "'\tx", id="tab"),
+        pytest.param("\rx", "'\rx", id="carriage-return"),
+        pytest.param("-cmd", "'-cmd", id="minus-text"),
+        pytest.param("-1.5", "-1.5", id="negative-number"),
+        pytest.param("-", "-", id="lone-minus"),
+        pytest.param("web-1", "web-1", id="plain"),
+        pytest.param("", "", id="empty"),
+    ],
+)
+def test_csv_text_that_starts_a_formula_gets_a_quote(text: str, written: str) -> None:
+    assert safe_cell(text) == written
+
+
+def test_no_csv_carries_a_formula_from_a_host_or_a_spec(tmp_path: Path) -> None:
+    store = Store(tmp_path / "fleet.db")
+    store.save_snapshot(
+        Host(FORMULA, groups=("+grp",)),
+        run_id=None,
+        source="test",
+        features=machine(pretty="=os"),
+    )
+    run = evaluate_targets(
+        store, [ImageTarget("=image", "", "sha256:f", FORMULA_SPEC.encode())]
+    )
+
+    written = write_report(store, run.run_id, tmp_path / "out")
+
+    matrix = pd.read_csv(written.matrix_csv, dtype=str, keep_default_na=False)
+    hosts = pd.read_csv(written.hosts_csv, dtype=str, keep_default_na=False)
+    assert written.long_csv is not None
+    long = pd.read_csv(written.long_csv, dtype=str, keep_default_na=False)
+    assert list(matrix.host) == list(hosts.host) == ["'" + FORMULA]
+    assert list(matrix.columns)[-1] == "'=image"
+    assert (matrix.groups[0], hosts.os[0]) == ("'+grp", "'=os")
+    row = long.iloc[0]
+    assert (row.host, row.image, row.set_tag) == ("'" + FORMULA, "'=image", "'+tag")
+    assert (row.rule, row.element) == ("'@SUM(1)", "'-cmd")
