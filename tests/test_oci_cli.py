@@ -60,12 +60,50 @@ def test_images_table_shows_source_and_tags() -> None:
         "DIGEST",
         "PLATFORM",
         "ARTIFACT",
+        "CANDIDATES",
         "CREATED",
         "SETS",
         "TAGS",
         "FROM",
     ]
     assert "nvidia-gpu" in out and "platform" in out and "index" in out
+
+
+def test_images_table_shows_how_many_artifacts_competed() -> None:
+    code, out, _ = run("images", "--oci-layout", str(EXAMPLE))
+
+    rows = [line for line in out.splitlines() if line.startswith("base-runtime:2.0")]
+    assert code == ExitCode.OK
+    assert rows and "2 (newest used)" in rows[0]
+
+
+def test_images_on_several_layouts_tells_the_same_reference_apart(
+    tmp_path: Path,
+) -> None:
+    for name in ("site-a", "site-b"):
+        layout = LayoutBuilder(tmp_path / name)
+        layout.tag(layout.image(marker=name), "app:1.0")
+
+    code, out, _ = run("images", "--oci-layout", str(tmp_path))
+    _, data, _ = run("images", "--oci-layout", str(tmp_path), "-o", "json")
+
+    lines = out.splitlines()
+    assert code == ExitCode.OK
+    assert lines[0].split()[:2] == ["LAYOUT", "IMAGE"]
+    assert [line.split()[:2] for line in lines[1:]] == [
+        [str(tmp_path / "site-a"), "app:1.0"],
+        [str(tmp_path / "site-b"), "app:1.0"],
+    ]
+    assert [i["layout"] for i in json.loads(data)["images"]] == [
+        str(tmp_path / "site-a"),
+        str(tmp_path / "site-b"),
+    ]
+
+
+def test_images_on_one_layout_has_no_layout_column() -> None:
+    _, out, _ = run("images", "--oci-layout", str(EXAMPLE))
+
+    assert "LAYOUT" not in out.splitlines()[0]
 
 
 def test_images_with_a_broken_image_exits_partial_and_lists_the_rest(

@@ -26,8 +26,10 @@ def images(layouts: tuple[Path, ...], output: str) -> None:
 
     For every image: its references, digest and platforms, and per platform the
     NFD compatibility artifact NFD would pick (the newest by its created
-    annotation; the platform's own, else the index's), with its number of
-    compatibility sets and tags. Broken or hostile content is reported per image;
+    annotation; the platform's own, else the index's), how many there were to
+    pick from (CANDIDATES), its number of compatibility sets and tags. With
+    several layouts, a LAYOUT column says which each row comes from. Broken or
+    hostile content, and specs NFD would fail evaluating, are reported per image;
     the other images are still listed.
 
     \b
@@ -51,26 +53,33 @@ def images(layouts: tuple[Path, ...], output: str) -> None:
 
 
 def _print_catalog(catalog: dict[str, Any]) -> None:
-    """Print the catalog as aligned columns, problems below it."""
-    rows = [
-        ["IMAGE", "DIGEST", "PLATFORM", "ARTIFACT", "CREATED", "SETS", "TAGS", "FROM"]
-    ]
+    """Print the catalog as aligned columns, problems below it.
+
+    A LAYOUT column is added when more than one layout was read, so the same
+    reference in two layouts can be told apart.
+    """
+    several = len(catalog["layouts"]) > 1
+    header = ["IMAGE", "DIGEST", "PLATFORM", "ARTIFACT", "CANDIDATES", "CREATED"]
+    rows = [(["LAYOUT"] if several else []) + header + ["SETS", "TAGS", "FROM"]]
     for image in catalog["images"]:
         name = ", ".join(image["references"]) or "(untagged)"
+        layout = image["layout"]
         for choice in image["artifacts"] or [{}]:
             rows.append(
-                [
+                ([layout] if several else [])
+                + [
                     name,
                     image["digest"][7:19],
                     choice.get("platform") or "-",
                     (choice.get("digest") or "")[7:19] or "-",
+                    _candidates(choice),
                     choice.get("created") or "-",
                     str(choice.get("compatibilitySets") or "-"),
                     ",".join(choice.get("tags") or []) or "-",
                     choice.get("source") or "-",
                 ]
             )
-            name = ""
+            name = layout = ""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo(
@@ -79,10 +88,22 @@ def _print_catalog(catalog: dict[str, Any]) -> None:
 
     for image in catalog["images"]:
         label = ", ".join(image["references"]) or image["digest"]
+        if several:
+            label = f"{image['layout']}: {label}"
         for problem in image["problems"]:
             click.echo(f"problem: {label}: {problem}")
     for problem in catalog["problems"]:
         click.echo(f"problem: {problem}")
+
+
+def _candidates(choice: dict[str, Any]) -> str:
+    """How many artifacts competed for a choice: `1`, `3 (newest used)`, or `-`."""
+    count = int(choice.get("candidates") or 0)
+    if count == 0:
+        return "-"
+    if not choice.get("digest"):
+        return f"{count} (newest unreadable)"
+    return f"{count} (newest used)" if count > 1 else "1"
 
 
 @click.command()
