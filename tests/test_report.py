@@ -438,3 +438,23 @@ def test_no_csv_carries_a_formula_from_a_host_or_a_spec(tmp_path: Path) -> None:
     row = long.iloc[0]
     assert (row.host, row.image, row.set_tag) == ("'" + FORMULA, "'=image", "'+tag")
     assert (row.rule, row.element) == ("'@SUM(1)", "'-cmd")
+
+
+def test_tables_piped_to_a_file_keep_each_host_on_one_line(tmp_path: Path) -> None:
+    store = Store(tmp_path / "fleet.db")
+    name = "db1.rack-42.datacenter-north.example.com"
+    store.save_snapshot(
+        Host(name, groups=("databases", "north", "tier-one")),
+        run_id=None,
+        source="ssh",
+        status="hostkey-mismatch",
+        error="host key for this host changed since it was recorded in known_hosts",
+    )
+    store.close()
+
+    result = CliRunner().invoke(main, ["hosts", "--db", str(tmp_path / "fleet.db")])
+
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stdout.splitlines() if name in line)
+    assert "recorded in known_hosts" in line
+    assert "\x1b[" not in result.stdout

@@ -16,6 +16,7 @@ from rich.text import Text
 from fleetcompat.cli.main import (
     ExitCode,
     F,
+    console,
     db_option,
     output_option,
     print_json,
@@ -244,7 +245,7 @@ def _print_summary(summary: Any) -> None:
             table.add_column(column, overflow="fold")
         for host in failed:
             table.add_row(*(Text(v) for v in (host.name, host.outcome, host.reason)))
-        Console(soft_wrap=False).print(table)
+        console().print(table)
 
 
 @click.command("import")
@@ -332,7 +333,7 @@ def hosts(db: str, output: str) -> None:
             row["reason"],
         )
         table.add_row(*(Text(cell) for cell in cells))
-    Console(soft_wrap=False).print(table)
+    console().print(table)
 
 
 def _host_row(status: Any, now: datetime) -> dict[str, Any]:

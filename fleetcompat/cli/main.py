@@ -15,13 +15,19 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from fleetcompat.errors import FleetcompatError, InputError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+UNWRAPPED_WIDTH = 100_000
+"""Console width off a terminal: wide enough that no table line is wrapped."""
 
 
 class ExitCode(enum.IntEnum):
@@ -128,6 +134,25 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 def print_json(data: Any) -> None:
     """Print one JSON document on stdout."""
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def console(*, highlight: bool = True) -> Console:
+    """The rich Console every command prints its tables with, on stdout.
+
+    On a terminal it fits the window, with colour. Piped to a file or to grep it
+    neither wraps nor colours, so each row stays one line that names its host.
+    """
+    from rich.console import Console
+
+    if sys.stdout.isatty():
+        return Console(highlight=highlight)
+    return Console(
+        width=UNWRAPPED_WIDTH,
+        no_color=True,
+        color_system=None,
+        highlight=highlight,
+        soft_wrap=True,
+    )
 
 
 def fail(message: str, code: ExitCode = ExitCode.USAGE) -> None:

@@ -5,11 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fleetcompat.cli.main import ExitCode, fail, output_option, verbosity_options
+from fleetcompat.cli.main import (
+    ExitCode,
+    fail,
+    output_option,
+    verbosity_options,
+)
+from fleetcompat.cli.main import console as make_console
 from fleetcompat.errors import RuleError
 from fleetcompat.validate import CompatibilityResult, ExpressionResult, RuleResult
 
@@ -95,7 +100,7 @@ def _print_results(results: list[CompatibilityResult]) -> None:
     Spec text (descriptions, names, values such as `^[a-z]+$`) goes to rich as
     `Text`, never as markup, so brackets in it print as written.
     """
-    console = Console(highlight=False)
+    console = make_console(highlight=False)
     if not results:
         console.print("No compatibility set to check.")
     for number, result in enumerate(results, start=1):
