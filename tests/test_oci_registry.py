@@ -156,6 +156,21 @@ def test_mirror_carry_attach_audit_round_trip(
     assert by_platform["linux/amd64"].digest == digests["amd64"]
     assert load_spec(by_platform["linux/arm64"].spec_bytes.decode()).compatibilities
 
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("all:\n  hosts:\n    here:\n      ansible_connection: local\n")
+    audited = CliRunner().invoke(
+        main,
+        ["audit", "-i", str(inventory), "--oci-layout", str(carried)]
+        + ["--db", str(tmp_path / "f.db"), "--out", str(tmp_path / "report")],
+    )
+
+    assert audited.exit_code == 0, audited.output
+    long = (tmp_path / "report" / "results_long.csv").read_text()
+    here = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine)
+    used = {"amd64": digests["amd64"], "arm64": added.digest}.get(here or "")
+    if used is not None:  # the spec of this machine's platform judged it
+        assert f"here,{image.name}" in long and used in long
+
 
 def test_mirror_with_images_copies_configs_and_layers(
     docker_registry: str, tmp_path: Path
