@@ -20,8 +20,10 @@ from fleetcompat.evaluate import (
     ERROR,
     INCOMPATIBLE,
     NOT_EVALUATED,
+    platform_arch,
     unmatched_reason,
 )
+from fleetcompat.platforms import ANY_PLATFORM
 from fleetcompat.store import EvalHost, EvalImage, EvalPair, EvalResult, Run, Store
 
 CODES = {COMPATIBLE: "C", INCOMPATIBLE: "I", ERROR: "E", NOT_EVALUATED: "N"}
@@ -174,7 +176,9 @@ def changes(
     before_rows = {h.host: host_row(previous, h) for h in previous.hosts}
     before_col = {name: i for i, name in enumerate(previous.images)}
     common = [(i, before_col[n]) for i, n in enumerate(view.images) if n in before_col]
+    before_hosts = {h.host: h for h in previous.hosts}
     became_incompatible: list[tuple[str, str]] = []
+    incompatible_why: list[str] = []
     became_compatible: list[tuple[str, str]] = []
     for host in view.hosts:
         old = before_rows.get(host.host)
@@ -188,6 +192,8 @@ def changes(
             image = view.images[now_col]
             if a == "C":
                 became_incompatible.append((host.host, image))
+                earlier = before_hosts[host.host]
+                incompatible_why.append(_why_lost(previous, earlier, view, host, image))
             elif b == "C":
                 became_compatible.append((host.host, image))
 
@@ -202,6 +208,7 @@ def changes(
     return {
         "previous": previous.run.id,
         "became_incompatible": became_incompatible,
+        "became_incompatible_why": incompatible_why,
         "became_compatible": became_compatible,
         "images_added": sorted(set(view.images) - set(previous.images)),
         "images_removed": sorted(set(previous.images) - set(view.images)),
@@ -209,6 +216,42 @@ def changes(
         "hosts_added": sorted({h.host for h in view.hosts} - set(old_sets)),
         "hosts_removed": sorted(set(old_sets) - {h.host for h in view.hosts}),
     }
+
+
+def _why_lost(
+    previous: RunView, before: EvalHost, view: RunView, host: EvalHost, image: str
+) -> str:
+    """What changed for a host x image that was compatible and is not any more."""
+    reasons = []
+    was = _artifact_for(previous, before, image)
+    now = _artifact_for(view, host, image)
+    if was and now and was != now:
+        reasons.append(
+            f"the image's compatibility artifact changed ({was[:19]} -> {now[:19]})"
+        )
+    if (
+        before.feature_set
+        and host.feature_set
+        and before.feature_set != host.feature_set
+    ):
+        reasons.append("the host's features changed")
+    return "; ".join(reasons)
+
+
+def _artifact_for(view: RunView, host: EvalHost, image: str) -> str:
+    """The artifact digest a host's cell of an image was evaluated with ("" if none)."""
+    targets = view.targets.get(image, [])
+    for target in targets:
+        if (
+            host.arch
+            and target.platform
+            and platform_arch(target.platform) == host.arch
+        ):
+            return target.artifact or ""
+    for target in targets:
+        if target.platform == ANY_PLATFORM:
+            return target.artifact or ""
+    return ""
 
 
 def regressions(store: Store, run_id: int) -> list[tuple[str, str]]:

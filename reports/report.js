@@ -37,6 +37,7 @@
   });
   imageCounts.forEach((k) => (k.N += unevaluated.length));
 
+  function plural(n, noun) { return n + " " + noun + (n === 1 ? "" : "s"); }
   function count(text, letter) {
     let n = 0;
     for (let i = 0; i < text.length; i++) if (text[i] === letter) n++;
@@ -114,7 +115,7 @@
     for (const g of rows.slice(rowStart, rowStart + PAGE_ROWS)) {
       const label = g.first + (g.hosts.length > 1 ? " and " + (g.hosts.length - 1) + " more" : "");
       const tr = el("tr", null, [
-        el("td", { cls: "group", title: label }, [link(g.hosts.length + " hosts", () => showGroup(g)), " " + label]),
+        el("td", { cls: "group", title: label }, [link(plural(g.hosts.length, "host"), () => showGroup(g)), " " + label]),
       ]);
       for (const c of shownCols) {
         const letter = g.row[c];
@@ -219,7 +220,7 @@
   function findTarget(idx) { return targetsByIdx.get(idx); }
 
   function showCell(g, c) {
-    const body = detail(D.images[c].name + " on " + g.hosts.length + " hosts");
+    const body = detail(D.images[c].name + " on " + plural(g.hosts.length, "host"));
     body.append(el("p", null, [link("image page", () => showImage(c))]));
     const byCell = new Map();
     for (const u of g.units) {
@@ -233,14 +234,14 @@
     }
     for (const [cell, hosts] of byCell) {
       const box = el("div", { cls: "result" });
-      box.append(el("h3", { text: hosts.length + " host(s)" }));
+      box.append(el("h3", { text: plural(hosts.length, "host") }));
       resultBody(cell, box);
       box.append(hostList(hosts, 40));
       body.append(box);
     }
   }
   function showGroup(g) {
-    const body = detail(g.hosts.length + " hosts with the same verdicts");
+    const body = detail(plural(g.hosts.length, "host") + " with the same verdicts");
     body.append(el("p", { text: count(g.row, "C") + " of " + M + " images compatible." }));
     body.append(hostList(g.hosts, 1000));
   }
@@ -274,13 +275,13 @@
     body.append(el("h3", { text: "Hosts that could run it if one thing changed" }));
     if (!blockers.size) body.append(el("p", { text: "None: every incompatible host lacks more than one thing." }));
     for (const [b, hosts] of blockers) {
-      body.append(el("p", null, [el("strong", { text: b }), " — " + hosts.length + " host(s)"]), hostList(hosts, 40));
+      body.append(el("p", null, [el("strong", { text: b }), " — " + plural(hosts.length, "host")]), hostList(hosts, 40));
     }
     body.append(el("h3", { text: "Why, per distinct result" }));
     const order = Array.from(byCell.entries()).sort((a, b) => b[1].length - a[1].length);
     for (const [cell, hosts] of order) {
       const box = el("div", { cls: "result" });
-      box.append(el("h3", { text: hosts.length + " host(s)" }));
+      box.append(el("h3", { text: plural(hosts.length, "host") }));
       resultBody(cell, box);
       box.append(hostList(hosts, 40));
       body.append(box);
@@ -384,8 +385,8 @@
   window.addEventListener("hashchange", route);
 
   renderMatrix();
-  route();
   renderImages();
   renderHosts();
+  route();  // last, so the page it opens is not pushed down by lists drawn after it
   document.body.setAttribute("data-ready", "true");
 })();

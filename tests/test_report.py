@@ -32,7 +32,13 @@ from fleetcompat.report import (
 )
 from fleetcompat.runview import regressions
 from fleetcompat.store import Host, Store
-from tests.test_evaluate import EXAMPLE_LAYOUT, fill, independent_verdicts, machine
+from tests.test_evaluate import (
+    EXAMPLE_LAYOUT,
+    SPEC_OK,
+    fill,
+    independent_verdicts,
+    machine,
+)
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 HOSTILE_SPEC = (
@@ -458,3 +464,26 @@ def test_tables_piped_to_a_file_keep_each_host_on_one_line(tmp_path: Path) -> No
     line = next(line for line in result.stdout.splitlines() if name in line)
     assert "recorded in known_hosts" in line
     assert "\x1b[" not in result.stdout
+
+
+def test_changes_say_when_an_image_lost_a_host_because_its_artifact_changed(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "fleet.db")
+    store.save_snapshot(Host("web-0"), run_id=None, source="test", features=machine())
+    evaluate_targets(
+        store, [ImageTarget("app", "", "sha256:" + "a" * 64, SPEC_OK.encode())]
+    )
+    stricter = SPEC_OK.replace("5.15", "7.0")
+    run = evaluate_targets(
+        store, [ImageTarget("app", "", "sha256:" + "b" * 64, stricter.encode())]
+    )
+
+    written = write_report(store, run.run_id, tmp_path / "out")
+
+    html = written.html.read_text()
+    changes = html.split('id="changes"')[1].split("</section>")[0]
+    assert "Became incompatible (1)" in changes
+    artifacts = "sha256:aaaaaaaaaaaa -&gt; sha256:bbbbbbbbbbbb"
+    assert f"compatibility artifact changed ({artifacts})" in changes
+    assert "1 host &times; 1 image." in html

@@ -217,3 +217,28 @@ def test_images_sort_least_compatible_first(visit: Visit) -> None:
     last = page.locator("#m-table th.img").last.inner_text()
     assert first in ("cuda-inference:12.4", "onnx-avx512:1.17", HOSTILE)
     assert last == "python-service:3.12"
+
+
+def test_a_host_link_opened_afresh_scrolls_its_page_into_view(
+    visit: Visit, report
+) -> None:
+    html, _ = report
+    page = visit.page
+    page.set_viewport_size({"width": 1000, "height": 600})
+    page.goto("about:blank")
+
+    page.goto(html.as_uri() + "#host=dpdk-1")
+    page.wait_for_selector("body[data-ready=true]")
+
+    assert page.locator("#detail-title").inner_text() == "Host dpdk-1"
+    top = page.evaluate("document.getElementById('detail').getBoundingClientRect().top")
+    assert 0 <= top < 600
+
+
+def test_matrix_links_count_one_host_in_the_singular(visit: Visit) -> None:
+    page = visit.page
+
+    page.fill("#m-host", "down")
+
+    links = page.locator("#m-table td.group button.link").all_inner_texts()
+    assert links == ["1 host"]
