@@ -8,7 +8,8 @@
 # Environment:
 #   FLEETCOMPAT_ROOT   read the host tree under this directory instead of /
 #                      (a captured tree; every symlink on a path, absolute or
-#                      relative, final or not, is followed inside it)
+#                      relative, final or not, is followed inside it); set
+#                      but not a directory, the probe exits 2 and says so
 #   FLEETCOMPAT_MAX_SECONDS   stop gathering after this many seconds (default 60)
 #
 # Output, one record per path visited (paths escaped: \\ for \, \n for newline):
@@ -32,6 +33,11 @@ LC_ALL=C
 export LC_ALL
 R=${FLEETCOMPAT_ROOT:-}
 R=${R%/}
+# A root that is not a directory would read as a host with no files at all.
+if [ -n "${FLEETCOMPAT_ROOT:-}" ] && ! [ -d "$FLEETCOMPAT_ROOT" ]; then
+	printf 'fleetcompat probe: FLEETCOMPAT_ROOT %s: not a directory\n' "$FLEETCOMPAT_ROOT" >&2
+	exit 2
+fi
 MAXFILE=1048576
 # Gzip text bound, as fleetcompat.hosttree.MAX_GZIP_TEXT_BYTES: both refuse alike.
 MAXGZ=4194304

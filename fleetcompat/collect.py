@@ -34,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import queue
 import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -58,7 +60,7 @@ from fleetcompat.probing import (
     Timeouts,
 )
 from fleetcompat.ssh import Fleet, Phase
-from fleetcompat.store import Host, Store
+from fleetcompat.store import Host, HostStatus, Store
 
 __all__ = [
     "ACCEPT_NEW",
@@ -72,6 +74,8 @@ __all__ = [
     "ProbeResult",
     "Timeouts",
     "collect_fleet",
+    "fleet_status",
+    "mark_killed_runs",
     "probe_hosts",
 ]
 
@@ -169,7 +173,8 @@ def collect_fleet(
     Runs the event loop in a worker thread and saves from the calling thread,
     where `store` was opened. Raises InventoryError for a bad `limit` before
     anything is written. Ctrl-C (when called from the main thread) ends the run
-    early with status "interrupted".
+    early with status "interrupted". A run with skipped hosts, or with no host
+    to collect, is "partial": those hosts were not collected.
     """
     options = options or CollectOptions()
     selected = inventory.select(limit)
@@ -183,7 +188,10 @@ def collect_fleet(
         "known_hosts": options.known_hosts,
         "hosts": len(hosts),
         "skipped": len(skipped),
+        "pid": os.getpid(),
+        "machine": socket.gethostname(),
     }
+    mark_killed_runs(store)
     run_id = store.start_run("collect", settings)
     started = time.monotonic()
 
@@ -200,9 +208,10 @@ def collect_fleet(
     interrupted = worker.stopping.is_set()
 
     counts = dict(Counter(o.outcome for o in saver.outcomes))
+    complete = len(saver.outcomes) == len(hosts) and not saver.failed
     if interrupted:
         status = "interrupted"
-    elif len(saver.outcomes) == len(hosts) and not saver.failed:
+    elif hosts and complete and not skipped:
         status = "ok"
     else:
         status = "partial"
@@ -218,6 +227,46 @@ def collect_fleet(
         duration_s=time.monotonic() - started,
         pruned=pruned,
     )
+
+
+def mark_killed_runs(store: Store) -> list[int]:
+    """Mark as "killed" the running runs whose process on this machine is gone.
+
+    A run records its process id and this machine's name when it starts; a run
+    still "running" whose process no longer exists was killed (SIGKILL, a crash,
+    a reboot). Runs started on other machines, or by a live process, are left
+    alone. A process id reused by an unrelated process keeps its old run
+    "running" until that process ends. Returns the ids of the runs marked.
+    """
+    machine = socket.gethostname()
+    marked = []
+    for run in store.runs():
+        pid = run.settings.get("pid")
+        if run.status != "running" or run.settings.get("machine") != machine:
+            continue
+        if not isinstance(pid, int) or pid <= 0 or _process_exists(pid):
+            continue
+        store.finish_run(run.id, "killed", run.counts)
+        log.info("run=%d: its process %d is gone; marked killed", run.id, pid)
+        marked.append(run.id)
+    return marked
+
+
+def fleet_status(store: Store) -> list[HostStatus]:
+    """Every host with its latest and latest good snapshot, after marking dead runs."""
+    mark_killed_runs(store)
+    return store.hosts()
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (any owner)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _Worker(threading.Thread):
@@ -374,14 +423,16 @@ class _Saver:
 
     def _features(self, output: bytes, node_name: str) -> Features:
         """Features from probe output; equal outputs are parsed once per run."""
-        from fleetcompat.discovery import discover
+        from fleetcompat.discovery import check_host_root, discover
         from fleetcompat.probe import parse_probe_output
 
         key = hashlib.sha256(output).hexdigest()
         cached = self._parsed.get(key)
         if cached is None:
             try:
-                cached = discover(parse_probe_output(output, node_name))
+                tree = parse_probe_output(output, node_name)
+                check_host_root(tree, node_name)
+                cached = discover(tree)
             except FleetcompatError as exc:
                 cached = exc
             except Exception as exc:  # a discovery bug must not lose the run

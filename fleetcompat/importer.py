@@ -102,10 +102,11 @@ def read_file(path: Path, host: str | None = None) -> list[tuple[str, str, Featu
     if data[:2] == b"\x1f\x8b":
         data = _gunzip(data, path)
     if is_probe_output(data):
-        from fleetcompat.discovery import discover
+        from fleetcompat.discovery import check_host_root, discover
 
         name = host or _stem(path)
         tree = parse_probe_output(data, str(path))
+        check_host_root(tree, str(path))
         return [(name, SOURCE_PROBE_ARCHIVE, discover(tree, node_name=name))]
 
     document = parse_text(data, str(path))

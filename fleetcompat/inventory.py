@@ -106,7 +106,8 @@ class Inventory:
 
         Terms are separated by commas (or colons); each names a host or a group,
         may use shell globs, `~regex`, and a leading `!` (exclude) or `&`
-        (intersect). Raises InventoryError when a term matches nothing.
+        (intersect). Raises InventoryError when a term, or the whole pattern,
+        matches nothing.
         """
         if not pattern or pattern.strip() in ("all", "*"):
             return list(self.hosts)
@@ -122,6 +123,8 @@ class Inventory:
                 chosen &= self._match(term[1:], pattern)
             elif term[0] == "!":
                 chosen -= self._match(term[1:], pattern)
+        if not chosen:
+            raise InventoryError(f"--limit {pattern}: selects no host of {self.source}")
         return [h for h in self.hosts if h.name in chosen]
 
     def _match(self, term: str, pattern: str) -> set[str]:
@@ -179,6 +182,9 @@ class _Reader:
         self.groups: dict[str, _Group] = {"all": _Group("all")}
         self.host_vars: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
+        # `ansible-inventory --list` JSON (it always has _meta) lists a group's
+        # hosts; Ansible's YAML inventory refuses a list there.
+        self.listing = isinstance(data, dict) and "_meta" in data
         self._read(data)
 
     def error(self, path: Iterable[str | int], message: str) -> InventoryError:
@@ -238,10 +244,15 @@ class _Reader:
         """A group's hosts: a mapping of host pattern to vars, or a list of names."""
         if hosts is None:
             return
-        if isinstance(hosts, list):
+        if isinstance(hosts, list) and self.listing:
             hosts = {str(h): None for h in hosts}
         if not isinstance(hosts, dict):
-            raise self.error(path, f"group {group.name!r}: hosts must be a mapping")
+            raise self.error(
+                path,
+                f"group {group.name!r}: hosts must be a mapping of host names "
+                f"(write each host as `name:` on its own line), not a "
+                f"{_kind(hosts)}",
+            )
         for pattern, variables in hosts.items():
             where = path + [pattern]
             if variables is not None and not isinstance(variables, dict):
@@ -557,6 +568,15 @@ def _host_error(reader: _Reader, host: str, key: str, message: str) -> Inventory
     line = _find_key_line(reader.text, key)
     where = f"line {line}: " if line else ""
     return InventoryError(f"{reader.source}: {where}host {host!r}: {key}: {message}")
+
+
+def _kind(value: Any) -> str:
+    """What a YAML value is, in a user's words."""
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    return type(value).__name__
 
 
 def _expand(pattern: str, error: Any) -> list[tuple[str, int | None]]:

@@ -192,5 +192,10 @@ def _excerpt(stderr: bytes) -> str:
     """The end of stderr on one line, printable, bounded."""
     text = stderr.decode("utf-8", "replace").strip()
     text = " | ".join(line.strip() for line in text.splitlines() if line.strip())
-    text = "".join(c if c.isprintable() else "?" for c in text)
+    text = printable(text)
     return text[-STDERR_EXCERPT:] if text else ""
+
+
+def printable(text: str) -> str:
+    """`text` safe for a terminal: each control or unprintable character is a ?."""
+    return "".join(c if c.isprintable() else "?" for c in text)

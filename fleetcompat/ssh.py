@@ -63,6 +63,7 @@ class Fleet:
         self.agent_keys: list[asyncssh.SSHKeyPair] = []
         self.agent: Any = None
         self.known: asyncssh.SSHKnownHosts | None = None
+        self.known_files: list[str] = []
         self.bastions: dict[tuple[Endpoint, ...], asyncio.Task[Any]] = {}
         self.bastion_slots: dict[tuple[Endpoint, ...], asyncio.Semaphore] = {}
         self.script = b""
@@ -72,7 +73,8 @@ class Fleet:
         from fleetcompat.probe import probe_script
 
         self.script = probe_script()
-        self.known = _read_known_hosts(self._known_hosts_files())
+        self.known_files = self._known_hosts_files()
+        self.known = _read_known_hosts(self.known_files)
         paths: set[str] = set()
         for spec in hosts:
             if spec.local:
@@ -293,7 +295,9 @@ class Fleet:
         except (OSError, asyncssh.Error) as exc:
             if sock is not None:
                 sock.close()
-            raise _translate(exc, target, client, self.known) from None
+            raise _translate(
+                exc, target, client, self.known, self.known_files
+            ) from None
         return conn
 
     def jump_slot(self, spec: HostSpec) -> Any:
@@ -468,6 +472,7 @@ def _translate(
     target: _Target,
     client: _Client,
     known: asyncssh.SSHKnownHosts | None,
+    known_files: list[str],
 ) -> Exception:
     """An asyncssh or socket error as an outcome with a reason, or a _Transient."""
     where = f"{target.host}:{target.port}"
@@ -475,11 +480,14 @@ def _translate(
         key = client.offered_key
         fingerprint = key.get_fingerprint() if key is not None else "unknown"
         if _has_known_keys(known, target.host, "", target.port):
+            lines = _known_lines(known_files, target.host, target.port)
+            found = ", ".join(lines) if lines else "known_hosts"
             return CollectError(
                 HOSTKEY_MISMATCH,
                 f"{where} offered host key {fingerprint}, which does not match "
-                "the one in known_hosts: the host was reinstalled, or someone is "
-                "in the middle; check it, then remove the old line",
+                f"the one in {found}: the host was reinstalled, or someone is in "
+                "the middle; check it, then remove the old line "
+                f"(ssh-keygen -R {_known_name(target.host, target.port)} -f FILE)",
             )
         return CollectError(
             HOSTKEY_UNKNOWN,
@@ -622,6 +630,33 @@ def _load_key(path: str) -> list[asyncssh.SSHKeyPair] | str:
         return f"key file {path} cannot be used: {exc}"
     except OSError as exc:
         return f"key file {path} cannot be read: {exc.strerror or exc}"
+
+
+def _known_lines(files: list[str], host: str, port: int | None) -> list[str]:
+    """Where known_hosts holds keys for a host: "FILE line N" for each line."""
+    port = None if port == 22 else port
+    found = []
+    for path in files:
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                entry = asyncssh.import_known_hosts(line)
+            except (ValueError, asyncssh.Error):
+                continue
+            host_keys, ca_keys, *_ = entry.match(host, "", port)
+            if host_keys or ca_keys:
+                found.append(f"{path} line {number}")
+    return found
+
+
+def _known_name(host: str, port: int | None) -> str:
+    """A host as known_hosts names it: host, or [host]:port off port 22."""
+    return host if port in (None, 22) else f"[{host}]:{port}"
 
 
 def _read_known_hosts(files: list[str]) -> asyncssh.SSHKnownHosts | None:

@@ -180,6 +180,46 @@ async def test_accept_new_records_unknown_keys_but_never_a_changed_one(
     assert second[0] == 0, second[2]
 
 
+async def test_a_changed_host_key_names_the_known_hosts_file_and_line(
+    tmp_path: Path, recorded_output: bytes, started: list[Peer]
+) -> None:
+    key = keygen(tmp_path / "id_ed25519")
+    changed = await peers.ssh_peer(peers.serve_output(recorded_output))
+    started.append(changed)
+    impostor = Peer(
+        "127.0.0.1",
+        changed.port,
+        lambda: None,
+        asyncssh.generate_private_key("ssh-ed25519"),
+    )
+    known_hosts = tmp_path / "known_hosts"
+    other = asyncssh.generate_private_key("ssh-ed25519").export_public_key()
+    known_hosts.write_text(
+        "# fleet keys\n"
+        f"other.example.com {other.decode().strip()}\n" + impostor.known_hosts_line()
+    )
+    inv = inventory(
+        tmp_path / "inv.yaml", key, {"changed": ("127.0.0.1", changed.port)}
+    )
+
+    status, out, err = await run_cli(
+        tmp_path,
+        "collect",
+        "-i",
+        str(inv),
+        "--db",
+        str(tmp_path / "f.db"),
+        "-o",
+        "json",
+    )
+
+    host = json.loads(out)["hosts"][0]
+    assert status == 3, err
+    assert host["outcome"] == "hostkey-mismatch"
+    assert f"{known_hosts} line 3" in host["reason"]
+    assert f"ssh-keygen -R [127.0.0.1]:{changed.port}" in host["reason"]
+
+
 async def test_transient_drops_are_retried_and_counted(
     tmp_path: Path, recorded_output: bytes, started: list[Peer]
 ) -> None:

@@ -262,11 +262,17 @@ async def test_sigkill_mid_run_leaves_a_sound_database_with_every_finished_host(
             "select s.status, s.feature_set, f.digest from snapshots s "
             "left join feature_sets f on f.digest = s.feature_set"
         ).fetchall()
-        run = conn.execute("select status from runs").fetchone()
+        run = conn.execute("select status, settings from runs").fetchone()
+    listed = await run_cli(tmp_path, "hosts", "--db", str(db))
+    with sqlite3.connect(db) as conn:
+        after = conn.execute("select status, finished_at from runs").fetchone()
     assert finished_before_kill >= 4
     assert len(rows) >= finished_before_kill
     assert all(status == "ok" and digest is not None for status, _, digest in rows)
-    assert run == ("running",)
+    assert run[0] == "running"
+    assert json.loads(run[1])["pid"] == proc.pid
+    assert listed[0] == 0, listed[2]
+    assert after[0] == "killed" and after[1] is not None
 
 
 async def test_ctrl_c_finishes_hosts_in_flight_and_marks_the_run_interrupted(

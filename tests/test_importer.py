@@ -96,6 +96,20 @@ def test_probe_archive_runs_discovery_like_a_collected_host(
     assert "kernel.version" in store.features(snapshot).attributes
 
 
+def test_probe_output_of_an_empty_root_is_refused_as_no_host(
+    tmp_path: Path, store: Store
+) -> None:
+    (tmp_path / "empty").mkdir()
+    archive = tmp_path / "box-4.probe"
+    archive.write_bytes(run_local_probe(str(tmp_path / "empty")))
+
+    summary = import_files([archive], store)
+
+    assert summary.imported == ()
+    assert summary.errors == (f"{archive}: no /proc and no /sys: not a host root",)
+    assert store.hosts() == []
+
+
 def test_bad_file_is_one_error_and_the_others_are_still_imported(
     tmp_path: Path, store: Store
 ) -> None:

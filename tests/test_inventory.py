@@ -233,6 +233,18 @@ def test_limit_term_that_matches_nothing_is_an_error() -> None:
 
 
 @pytest.mark.parametrize(
+    "pattern", ["!web,!solo,!db1", "webprod:&db"], ids=["exclude-all", "disjoint"]
+)
+def test_limit_that_selects_no_host_is_an_error_naming_the_pattern(
+    pattern: str,
+) -> None:
+    inventory = parse_inventory(NESTED, "inv.yaml")
+
+    with pytest.raises(InventoryError, match=f"--limit {pattern}: selects no host"):
+        inventory.select(pattern)
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         ("all:\n  hosts:\n    a: [1\n", "inv.yaml: line"),
@@ -244,6 +256,8 @@ def test_limit_term_that_matches_nothing_is_an_error() -> None:
         ("", "inv.yaml: the inventory is empty"),
         ("all:\n  vars: {x: 1}\n", "inv.yaml: the inventory names no hosts"),
         ("- a\n- b\n", "inv.yaml: line 1: an inventory must be a mapping"),
+        ("all:\n  hosts: [a, b]\n", "line 2: group 'all': hosts must be a mapping"),
+        ("web:\n  hosts: a\n", "line 2: group 'web': hosts must be a mapping"),
     ],
     ids=[
         "yaml-syntax",
@@ -255,6 +269,8 @@ def test_limit_term_that_matches_nothing_is_an_error() -> None:
         "empty",
         "no-hosts",
         "not-mapping",
+        "hosts-list",
+        "hosts-string",
     ],
 )
 def test_bad_inventory_names_file_and_line(text: str, message: str) -> None:
@@ -263,6 +279,17 @@ def test_bad_inventory_names_file_and_line(text: str, message: str) -> None:
 
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_group_key_written_twice_is_an_error_not_lost_hosts() -> None:
+    text = "all:\n  hosts:\n    a:\n  hosts:\n    b:\n"
+
+    with pytest.raises(InventoryError) as caught:
+        parse_inventory(text, "inv.yaml")
+
+    message = str(caught.value)
+    assert message.startswith("inv.yaml: line 4: ")
+    assert "'hosts'" in message and "\n" not in message
 
 
 def test_missing_inventory_file_is_an_inventory_error(tmp_path: Path) -> None:

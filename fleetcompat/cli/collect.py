@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,8 +140,10 @@ def collect(
       ansible-inventory -i aws_ec2.yml --list > fleet.json
       fleetcompat collect -i fleet.json --known-hosts accept-new
 
-    Exits 0 when every host was collected, 3 when some failed, 2 for a bad
-    inventory (nothing is written), 130 when interrupted (finished hosts kept).
+    Exits 0 when every selected host was collected, 3 when some failed or were
+    skipped (or none was left to collect), 2 for a bad inventory or a --limit
+    that selects no host (nothing is written), 130 when interrupted (finished
+    hosts kept).
     """
     from fleetcompat.collect import collect_fleet
     from fleetcompat.inventory import load_inventory
@@ -222,30 +225,38 @@ class _ProgressView:
 
 
 def _line(host: Any) -> str:
-    """One finished host as a log line."""
+    """One finished host as a log line, control characters made printable."""
+    from fleetcompat.probing import printable
+
     text = f"{host.name}: {host.outcome} ({host.duration_ms / 1000:.1f}s)"
-    return f"{text}: {host.reason}" if host.reason else text
+    return printable(f"{text}: {host.reason}" if host.reason else text)
 
 
 def _print_summary(summary: Any) -> None:
-    """The run's counts, and the failed hosts with their reasons."""
+    """The run's counts, and the failed and skipped hosts with their reasons."""
     counts = ", ".join(f"{n} {o}" for o, n in sorted(summary.counts.items()))
-    click.echo(
-        f"run {summary.run_id}: {summary.status}, {counts or 'no hosts'} "
-        f"in {summary.duration_s:.1f}s"
-    )
+    counts = counts or "no host collected"
     if summary.skipped:
-        click.echo(f"skipped {len(summary.skipped)}:")
-        for name, reason in summary.skipped:
-            click.echo(f"  {name}: {reason}")
-    failed = summary.failed
-    if failed:
-        table = Table(box=None, pad_edge=False)
-        for column in ("HOST", "OUTCOME", "REASON"):
-            table.add_column(column, overflow="fold")
-        for host in failed:
-            table.add_row(*(Text(v) for v in (host.name, host.outcome, host.reason)))
-        console().print(table)
+        counts += f", {len(summary.skipped)} skipped"
+    click.echo(
+        f"run {summary.run_id}: {summary.status}, {counts} in {summary.duration_s:.1f}s"
+    )
+    rows = [(h.name, h.outcome, h.reason) for h in summary.failed]
+    rows += [(name, "skipped", reason) for name, reason in summary.skipped]
+    if rows:
+        _print_table(("HOST", "OUTCOME", "REASON"), rows)
+
+
+def _print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A plain table on stdout; every cell printable (no terminal control codes)."""
+    from fleetcompat.probing import printable
+
+    table = Table(box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(printable(cell)) for cell in row))
+    console().print(table)
 
 
 @click.command("import")
@@ -307,23 +318,22 @@ def hosts(db: str, output: str) -> None:
       fleetcompat hosts
       fleetcompat hosts --db nightly.db --output json
     """
+    from fleetcompat.collect import fleet_status
     from fleetcompat.store import Store
 
     if not Path(db).exists():
         raise click.UsageError(f"{db}: no such database (run fleetcompat collect)")
     with Store(db) as store:
-        fleet = store.hosts()
+        fleet = fleet_status(store)
 
     now = datetime.now(UTC)
     rows = [_host_row(status, now) for status in fleet]
     if output == "json":
         print_json(rows)
         return
-    table = Table(box=None, pad_edge=False)
-    for column in ("HOST", "ADDRESS", "OUTCOME", "AGE", "LAST OK", "SOURCE", "REASON"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        cells = (
+    columns = ("HOST", "ADDRESS", "OUTCOME", "AGE", "LAST OK", "SOURCE", "REASON")
+    cells = [
+        (
             row["name"],
             row["address"],
             row["outcome"] or "-",
@@ -332,8 +342,9 @@ def hosts(db: str, output: str) -> None:
             row["source"] or "-",
             row["reason"],
         )
-        table.add_row(*(Text(cell) for cell in cells))
-    console().print(table)
+        for row in rows
+    ]
+    _print_table(columns, cells)
 
 
 def _host_row(status: Any, now: datetime) -> dict[str, Any]:

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fleetcompat.discovery import cpu, devices, kernel, local, memory, system
+from fleetcompat.errors import FeaturesError
 from fleetcompat.features import Features
-from fleetcompat.hosttree import HostTree
+from fleetcompat.hosttree import ABSENT, HostTree, RecordTree
 
-__all__ = ["Discovery", "discover", "discover_host"]
+__all__ = ["Discovery", "check_host_root", "discover", "discover_host"]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,11 @@ def discover(tree: HostTree, node_name: str = "") -> Features:
 def discover_host(
     tree: HostTree, node_name: str = "", now: datetime | None = None
 ) -> Discovery:
-    """Like `discover`, keeping the notes; `now` decides local feature expiry."""
+    """Like `discover`, keeping the notes; `now` decides local feature expiry.
+
+    Reads any tree, even one with a single file (as the feature tests build);
+    callers handed a whole host check it with `check_host_root` first.
+    """
     notes: list[str] = []
     features = Features()
 
@@ -53,3 +58,21 @@ def discover_host(
     for note in notes:
         log.debug("discovery: %s", note)
     return Discovery(features, tuple(notes))
+
+
+def check_host_root(tree: HostTree, source: str) -> None:
+    """Refuse a tree with neither /proc nor /sys: it is not a host's root.
+
+    An empty or mistyped root would otherwise read as a host with almost no
+    features, and be kept as that host's latest good snapshot. `source` names
+    the tree in the message. Raises FeaturesError.
+    """
+    if isinstance(tree, RecordTree):
+        found = any(
+            path.startswith(("/proc/", "/sys/")) and record.kind != ABSENT
+            for path, record in tree.records.items()
+        )
+    else:
+        found = tree.exists("/proc") or tree.exists("/sys")
+    if not found:
+        raise FeaturesError(f"{source}: no /proc and no /sys: not a host root")

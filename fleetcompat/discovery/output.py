@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from fleetcompat.discovery import Discovery, discover_host
+from fleetcompat.discovery import Discovery, check_host_root, discover_host
 from fleetcompat.errors import FeaturesError
 from fleetcompat.features import NODE_NAME_LABEL, NODEFEATURE_API, Features
 from fleetcompat.hosttree import HostTree
@@ -63,8 +63,13 @@ def _gunzip(data: bytes, path: Path) -> bytes:
 
 
 def discover_source(root: str | Path | None, node_name: str = "") -> Discovery:
-    """Discover the host `root` names (see `load_tree`), keeping the notes."""
-    return discover_host(load_tree(root), node_name)
+    """Discover the host `root` names (see `load_tree`), keeping the notes.
+
+    Raises FeaturesError for a tree that is not a host's root (`check_host_root`).
+    """
+    tree = load_tree(root)
+    check_host_root(tree, str(root) if root is not None else "local probe")
+    return discover_host(tree, node_name)
 
 
 def node_feature(features: Features, node_name: str) -> dict[str, Any]:
