@@ -82,6 +82,7 @@ __all__ = [
     "host_architecture",
     "image_targets",
     "platform_arch",
+    "plural",
     "unmatched_reason",
 ]
 
