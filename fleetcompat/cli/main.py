@@ -215,7 +215,8 @@ def main() -> None:
       0  success
       1  internal error (a bug: please report the traceback)
       2  bad input or usage; one line on stderr names the file, host or option
-      3  partial result: some hosts or images failed, the rest is complete
+      3  partial result: some hosts or images failed, or some cells could
+         not be evaluated; the rest is complete
       4  opt-in: incompatible (validate --fail-on-incompatible),
          regressed (audit --fail-on)
       130  interrupted; work finished before was saved
