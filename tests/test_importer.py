@@ -163,3 +163,18 @@ def test_import_command_exits_3_on_a_partial_import(tmp_path: Path) -> None:
     assert f"{missing}: cannot read" in result.output
     with sqlite3.connect(db) as conn:
         assert conn.execute("select host from snapshots").fetchall() == [("good",)]
+
+
+def test_import_prints_node_names_without_terminal_control_characters(
+    tmp_path: Path,
+) -> None:
+    dump = tmp_path / "nodes.json"
+    dump.write_text(json.dumps(node_feature("n1\x1b]0;pwned\x07")))
+
+    result = CliRunner().invoke(
+        main, ["import", str(dump), "--db", str(tmp_path / "f.db")]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "n1?]0;pwned?: import from" in result.output

@@ -294,13 +294,15 @@ def import_cmd(files: tuple[Path, ...], db: str, host: str | None, output: str) 
     with Store(db) as store:
         summary = import_files(list(files), store, host=host)
 
+    from fleetcompat.probing import printable
+
     for problem in summary.errors:
-        click.echo(f"fleetcompat: error: {problem}", err=True)
+        click.echo(f"fleetcompat: error: {printable(problem)}", err=True)
     if output == "json":
         print_json(summary.to_json())
     else:
         for item in summary.imported:
-            click.echo(f"{item.host}: {item.source} from {item.path}")
+            click.echo(printable(f"{item.host}: {item.source} from {item.path}"))
     if summary.errors:
         code = ExitCode.PARTIAL if summary.imported else ExitCode.USAGE
         raise SystemExit(int(code))
