@@ -253,8 +253,12 @@ def mark_killed_runs(store: Store) -> list[int]:
 
 
 def fleet_status(store: Store) -> list[HostStatus]:
-    """Every host with its latest and latest good snapshot, after marking dead runs."""
-    mark_killed_runs(store)
+    """Every host with its latest and latest good snapshot, after marking dead runs.
+
+    A store opened read-only (read-only storage) is listed as it is.
+    """
+    if not store.readonly:
+        mark_killed_runs(store)
     return store.hosts()
 
 

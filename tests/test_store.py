@@ -183,13 +183,14 @@ def test_changed_features_or_a_failure_between_add_rows(store: Store) -> None:
 READ_AS_NOBODY = """
 import importlib.metadata, os, sys
 import sqlite_utils.plugins
+from fleetcompat.collect import fleet_status
 from fleetcompat.errors import StoreError
 from fleetcompat.store import Host, Store
 sqlite_utils.plugins.ensure_plugins_loaded()  # imports done before losing /root
 os.setgid(65534)
 os.setuid(65534)
 store = Store(sys.argv[1])
-print(store.readonly, [s.host.name for s in store.hosts()])
+print(store.readonly, [s.host.name for s in fleet_status(store)])
 try:
     store.start_run("collect")
 except StoreError as exc:
