@@ -29,6 +29,7 @@ import sqlite3
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import astuple, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -299,40 +300,27 @@ class Store(EvaluationTables):
                         [run_id, taken_at, source, duration_ms, unchanged],
                     )
                     return self._snapshot_by_id(unchanged)
-            cursor = self.db.execute(
-                "INSERT INTO snapshots (host, run_id, taken_at, source, status, "
-                "error, feature_set, node_name, duration_ms, first_run_id, "
-                "first_taken_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    host.name,
-                    run_id,
-                    taken_at,
-                    source,
-                    status,
-                    error,
-                    digest,
-                    node_name,
-                    duration_ms,
-                    run_id,
-                    taken_at,
-                ],
+            snapshot = Snapshot(
+                0,
+                host.name,
+                run_id,
+                taken_at,
+                source,
+                status,
+                error,
+                digest,
+                node_name,
+                duration_ms,
+                first_run_id=run_id,
+                first_taken_at=taken_at,
             )
-            snapshot_id = int(cursor.lastrowid or 0)
-
-        return Snapshot(
-            snapshot_id,
-            host.name,
-            run_id,
-            taken_at,
-            source,
-            status,
-            error,
-            digest,
-            node_name,
-            duration_ms,
-            run_id,
-            taken_at,
-        )
+            columns = [f.name for f in fields(Snapshot)][1:]
+            cursor = self.db.execute(
+                f"INSERT INTO snapshots ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})",
+                astuple(snapshot)[1:],
+            )
+        return replace(snapshot, id=int(cursor.lastrowid or 0))
 
     def _unchanged_snapshot(self, host: str, digest: str, node_name: str) -> int | None:
         """The id of the host's newest snapshot if it is good with these features."""
