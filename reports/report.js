@@ -147,7 +147,9 @@
     document.getElementById("detail-title").textContent = title;
     const body = document.getElementById("detail-body");
     clear(body);
-    section.scrollIntoView();
+    // Scroll once the caller has filled the panel: scrolling an empty panel at
+    // the foot of the page leaves it below the fold.
+    setTimeout(() => section.scrollIntoView({ block: "start" }), 0);
     return body;
   }
   function hostList(hostIdx, limit) {
