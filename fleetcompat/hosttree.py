@@ -23,6 +23,7 @@ import stat
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 """Largest file a root tree reads; a longer file reads as its first bytes."""
@@ -94,6 +95,23 @@ class HostTree:
         return RootTree(Path(path))
 
 
+def _read_chunked(handle: BinaryIO, limit: int) -> bytes:
+    """Up to `limit` bytes, read 64 KiB at a time.
+
+    Small reads matter on a live /proc: some files there (sysctls such as
+    /proc/sys/kernel/osrelease) answer ENOMEM to a read of several megabytes.
+    """
+    chunks = []
+    left = limit
+    while left > 0:
+        chunk = handle.read(min(left, 65536))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 class RootTree(HostTree):
     """A host tree captured on disk; symlinks never lead out of the root."""
 
@@ -162,8 +180,8 @@ class RootTree(HostTree):
         if limit is not None and real.stat().st_size > limit:
             raise TooLarge(path, f"larger than {limit} bytes")
         try:
-            with real.open("rb") as handle:
-                return handle.read(MAX_FILE_BYTES)
+            with real.open("rb", buffering=0) as handle:
+                return _read_chunked(handle, MAX_FILE_BYTES)
         except OSError as exc:
             raise Unreadable(path, exc.strerror or "cannot read") from None
 

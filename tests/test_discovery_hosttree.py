@@ -268,3 +268,15 @@ def test_path_behind_an_unsearchable_directory_is_unreadable_not_an_error(
             "pci: /sys/bus/pci/devices cannot be listed (Permission denied); left out"
         ],
     }
+
+
+def test_live_proc_sysctl_reads_through_a_root_of_slash() -> None:
+    import os
+
+    from fleetcompat.hosttree import HostTree
+
+    tree = HostTree.from_root("/")
+
+    release = tree.read_text("/proc/sys/kernel/osrelease")
+
+    assert release is not None and release.strip() == os.uname().release
