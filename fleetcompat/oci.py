@@ -136,12 +136,18 @@ class Catalog:
 def scan_layouts(paths: list[Path]) -> Catalog:
     """Read layouts and directories of layouts into a Catalog.
 
-    Raises LayoutError for a path that is neither a layout nor a directory of
-    layouts. Anything wrong inside a layout is reported in the catalog instead.
+    A layout named twice (`lay` and `./lay/`, or through a directory of layouts)
+    is read once, where it first appears. Raises LayoutError for a path that is
+    neither a layout nor a directory of layouts. Anything wrong inside a layout is
+    reported in the catalog instead.
     """
     from fleetcompat.oci_layout import read_layout
 
-    layouts = [layout for path in paths for layout in find_layouts(Path(path))]
+    named = [layout for path in paths for layout in find_layouts(Path(path))]
+    first: dict[Path, Path] = {}
+    for layout in named:
+        first.setdefault(layout.resolve(), layout)
+    layouts = list(first.values())
     images: list[Image] = []
     problems: list[str] = []
     hints: list[str] = []

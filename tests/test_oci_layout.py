@@ -364,3 +364,17 @@ def test_chosen_specs_pairs_platforms_with_their_spec_bytes(tmp_path: Path) -> N
 )
 def test_created_is_parsed_as_go_rfc3339(value: str | None, expected: datetime) -> None:
     assert parse_created(value) == expected
+
+
+def test_a_layout_named_twice_is_read_once_in_first_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("lay", "other"):
+        layout = LayoutBuilder(tmp_path / name)
+        layout.tag(layout.image(marker=name), "1.0")
+    monkeypatch.chdir(tmp_path)
+
+    catalog = scan_layouts([Path("other"), Path("lay"), Path("./lay/"), tmp_path])
+
+    assert [p.name for p in catalog.layouts] == ["other", "lay"]
+    assert len(catalog.images) == 2
