@@ -225,3 +225,12 @@ def test_database_on_storage_it_cannot_write_is_read_only(public_dir: Path) -> N
     lines = done.stdout.splitlines()
     assert lines[0] == "True ['a']"
     assert lines[1].startswith("refused:") and "read-only" in lines[1]
+
+
+def test_reading_commands_do_not_invent_a_database(tmp_path: Path) -> None:
+    typo = tmp_path / "fleeet.db"
+
+    with pytest.raises(StoreError, match="no such database"):
+        Store(typo, create=False)
+
+    assert not typo.exists()

@@ -61,7 +61,7 @@ def evaluate(layouts: tuple[Path, ...], db: str, output: str) -> None:
     from fleetcompat.store import Store
 
     catalog = scan_layouts(list(layouts))
-    with Store(db) as store:
+    with Store(db, create=False) as store:
         result = evaluate_fleet(store, catalog, progress=_progress)
 
     if output == "json":
@@ -135,7 +135,7 @@ def report(db: str, run_id: int | None, out_dir: Path, long_csv: bool) -> None:
     from fleetcompat.report import write_report
     from fleetcompat.store import Store
 
-    with Store(db) as store:
+    with Store(db, create=False) as store:
         written = write_report(store, run_id, out_dir, long_csv=long_csv)
     click.echo(str(written.html))
 

@@ -45,11 +45,20 @@ APPLICATION_ID = 0x46434D50  # "FCMP": marks the file as ours
 
 
 class Store(EvaluationTables):
-    """A fleetcompat database, opened (and created or upgraded) at `path`."""
+    """A fleetcompat database, opened (and created or upgraded) at `path`.
 
-    def __init__(self, path: str | Path) -> None:
+    With `create=False` a missing file is a StoreError rather than a new, empty
+    database: commands that only read a fleet must not invent one from a typo.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
         self.readonly = False
+        if not create and not self.path.exists():
+            raise StoreError(
+                f"{self.path}: no such database (`fleetcompat collect` or "
+                "`fleetcompat import` makes one; --db names another)"
+            )
         try:
             conn = self._connect()
             self.db = sqlite_utils.Database(conn)
