@@ -100,3 +100,17 @@ def test_notes_go_to_stderr_only(tmp_path: Path) -> None:
 
     assert "note:" in err
     assert "note:" not in out
+
+
+def test_node_name_comes_from_node_name_then_this_hosts_name() -> None:
+    import socket
+
+    named = CliRunner().invoke(
+        main, ["discover", "-o", "nodefeature"], env={"NODE_NAME": "worker-7"}
+    )
+    plain = CliRunner().invoke(
+        main, ["discover", "-o", "nodefeature"], env={"NODE_NAME": None}
+    )
+
+    assert read_node_features(named.stdout).node == "worker-7"
+    assert read_node_features(plain.stdout).node == socket.gethostname()

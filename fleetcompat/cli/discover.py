@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import click
 
 from fleetcompat.cli.main import verbosity_options
@@ -22,10 +24,11 @@ from fleetcompat.discovery.output import (
 )
 @click.option(
     "--node-name",
+    envvar="NODE_NAME",
     default="",
     show_default=False,
-    help="The node name NFD takes from NODE_NAME (system.name nodename; the "
-    "NodeFeature's name).",
+    help="The node name (system.name nodename; the NodeFeature's name). As NFD, "
+    "taken from $NODE_NAME; else this machine's host name when probing it.",
 )
 @click.option(
     "--output",
@@ -51,6 +54,8 @@ def discover(root: str | None, node_name: str, output: str) -> None:
       fleetcompat discover --root /mnt/capture -o nodefeature --node-name n1
       sh probe.sh > host.probe; fleetcompat discover --root host.probe
     """
+    if not node_name and root is None:
+        node_name = socket.gethostname()
     result = discover_source(root, node_name)
     for note in result.notes:
         click.echo(f"fleetcompat: note: {note}", err=True)
