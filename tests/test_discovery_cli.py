@@ -23,8 +23,8 @@ TREE = {
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    """Run the CLI; return exit code, stdout and stderr."""
-    result = CliRunner().invoke(main, ["discover", *args])
+    """Run the CLI (NODE_NAME unset); return exit code, stdout and stderr."""
+    result = CliRunner().invoke(main, ["discover", *args], env={"NODE_NAME": None})
     return result.exit_code, result.stdout, result.stderr
 
 
