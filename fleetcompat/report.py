@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import tempfile
 from collections import Counter, defaultdict
@@ -520,21 +521,20 @@ def _csv_block(rows: list[list[Any]], columns: list[str]) -> str:
 def safe_cell(value: Any) -> Any:
     """A text cell that a spreadsheet will not run as a formula (OWASP's advice).
 
-    Text starting with =, +, @, a tab or a carriage return, or with - followed by
-    something other than a digit, gets a single quote in front; numbers such as
-    -1 and every other value are left as they are.
+    Text starting with =, +, -, @, a tab or a carriage return gets a single quote
+    in front unless the whole cell is a number (such as -1, +2 or -1.5e3); so
+    `-2+3` and `-1+1+cmd|...` are quoted. Every other value is left as it is.
     """
     if not isinstance(value, str) or not value:
         return value
-    first = value[0]
-    if first in _FORMULA_STARTS or (
-        first == "-" and len(value) > 1 and not value[1].isdigit()
-    ):
+    if value[0] in _FORMULA_STARTS and not _NUMBER.fullmatch(value):
         return "'" + value
     return value
 
 
-_FORMULA_STARTS = frozenset("=+@\t\r")
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+"""A plain decimal number, the only text starting with - or + left unquoted."""
+_FORMULA_STARTS = frozenset("=+-@\t\r")
 
 
 def _one_line(value: Any) -> Any:
