@@ -364,3 +364,16 @@ def test_cli_tags_may_repeat_and_hold_commas(tmp_path: Path) -> None:
 
     assert [s["tag"] for s in json.loads(repeated.output)] == ["a", "b", "c"]
     assert len(json.loads(empty.output)) == 4
+
+
+def test_cli_table_prints_terminal_escapes_from_a_spec_as_question_marks(
+    tmp_path: Path,
+) -> None:
+    yaml_escapes = "clear\\e[2J\\e]0;owned\\a screen"  # YAML's \e is ESC, \a BEL
+    spec = MARKUP_LIKE.replace("needs [/b] thing", yaml_escapes)
+
+    result = CliRunner().invoke(main, _write(tmp_path, spec))
+
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "clear?[2J?]0;owned? screen" in result.output

@@ -16,6 +16,7 @@ from fleetcompat.cli.main import (
 )
 from fleetcompat.cli.main import console as make_console
 from fleetcompat.errors import RuleError
+from fleetcompat.probing import printable
 from fleetcompat.validate import CompatibilityResult, ExpressionResult, RuleResult
 
 
@@ -98,7 +99,8 @@ def _print_results(results: list[CompatibilityResult]) -> None:
     """NFD's table output: a header per set, a table per rule.
 
     Spec text (descriptions, names, values such as `^[a-z]+$`) goes to rich as
-    `Text`, never as markup, so brackets in it print as written.
+    `Text`, never as markup, so brackets in it print as written; control
+    characters in it (terminal escapes) print as `?`.
     """
     console = make_console(highlight=False)
     if not results:
@@ -107,9 +109,9 @@ def _print_results(results: list[CompatibilityResult]) -> None:
         header = Text(f"COMPATIBILITY SET #{number} ", style="bold cyan")
         header.append(f"Weight: {result.weight}", style="cyan")
         if result.tag:
-            header.append(f"; Tag: {result.tag}", style="cyan")
+            header.append(f"; Tag: {printable(result.tag)}", style="cyan")
         console.print(header)
-        console.print(Text(f"Description: {result.description}"))
+        console.print(Text(f"Description: {printable(result.description)}"))
         for rule in result.rules:
             console.print(_rule_table(rule))
         console.print()
@@ -120,7 +122,7 @@ def _rule_table(rule: RuleResult) -> Table:
     verdict = "OK" if rule.is_match else "FAIL"
     style = "bold green" if rule.is_match else "bold red"
     table = Table(
-        title=Text(f"RULE: {rule.name.upper()} - {verdict}", style=style),
+        title=Text(f"RULE: {printable(rule.name.upper())} - {verdict}", style=style),
         title_justify="left",
     )
     table.add_column("#", justify="right")
@@ -141,7 +143,8 @@ def _rule_table(rule: RuleResult) -> Table:
 def _cells(row: ExpressionResult) -> tuple[Text, Text, Text, Text]:
     """The four cells NFD prints for one expression, as plain text."""
     status = Text("OK", style="green") if row.is_match else Text("FAIL", style="red")
-    return Text(row.label), Text(_expression_text(row)), Text(row.matcher_type), status
+    label, expression = printable(row.label), printable(_expression_text(row))
+    return Text(label), Text(expression), Text(row.matcher_type), status
 
 
 def _expression_text(row: ExpressionResult) -> str:
