@@ -75,6 +75,24 @@ class _BoundedLoader(yaml.SafeLoader):
             )
 
 
+class _DuplicateKey(Exception):
+    """A JSON object with a key written twice."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's dict, refusing a key written twice (as the YAML reader does)."""
+    built: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in built:
+            raise _DuplicateKey(key)
+        built[key] = value
+    return built
+
+
 def parse_text(
     text: str | bytes,
     source: str,
@@ -105,9 +123,11 @@ def parse_text(
     stripped = text.lstrip()
     if stripped[:1] in ("{", "["):
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError:
             pass  # YAML flow style also starts so; let the YAML parser say why.
+        except _DuplicateKey as exc:
+            raise InputError(f"{source}: key {exc.key!r} written twice") from None
 
     loader_instance = (loader or _BoundedLoader)(text)
     try:

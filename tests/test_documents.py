@@ -112,3 +112,10 @@ def test_merged_keys_may_be_overridden() -> None:
     text = "base: &b {x: 1, y: 2}\nthing:\n  <<: *b\n  y: 3\n"
 
     assert documents.parse_text(text, "m.yaml")["thing"] == {"x": 1, "y": 3}
+
+
+def test_json_key_written_twice_is_refused() -> None:
+    text = '{"all": {"hosts": {"a": {}}, "hosts": {"b": {}}}}'
+
+    with pytest.raises(InputError, match=r"inv.json: key 'hosts' written twice"):
+        documents.parse_text(text, "inv.json")
