@@ -112,23 +112,32 @@ def verbosity_options(func: F) -> F:
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
     """Send the library's log records to stderr at the chosen level."""
-    level = (
-        logging.ERROR
-        if quiet
-        else (
-            logging.DEBUG
-            if verbose > 1
-            else logging.INFO
-            if verbose
-            else logging.WARNING
-        )
-    )
+    if quiet:
+        level = logging.ERROR
+    else:
+        level = [logging.WARNING, logging.INFO][min(verbose, 1)]
+        level = logging.DEBUG if verbose > 1 else level
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_LineFormatter(debug=verbose > 1))
     root = logging.getLogger("fleetcompat")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+
+class _LineFormatter(logging.Formatter):
+    """`fleetcompat: warning: …`, like the one-line errors; -vv adds the module."""
+
+    def __init__(self, debug: bool) -> None:
+        super().__init__()
+        self.debug = debug
+
+    def format(self, record: logging.LogRecord) -> str:
+        where = f" ({record.name})" if self.debug else ""
+        text = f"fleetcompat: {record.levelname.lower()}{where}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
 
 
 def print_json(data: Any) -> None:
@@ -189,10 +198,12 @@ def _is_partial(exc: FleetcompatError) -> bool:
 
 @click.group(
     cls=_Group,
+    invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(package_name="fleetcompat")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Which hosts of a fleet can run which container images.
 
     fleetcompat reads the image-compatibility specs that Node Feature Discovery
@@ -221,6 +232,8 @@ def main() -> None:
          regressed (audit --fail-on)
       130  interrupted; work finished before was saved
     """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 
 def _register() -> None:
