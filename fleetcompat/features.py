@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,11 @@ def read_node_features(
     """Like `load_features`, keeping the node name and labels the file gives."""
     name = str(src) if isinstance(src, str | Path) and "\n" not in str(src) else None
     source = name or "features"
+    if name and _is_probe_file(name):
+        raise FeaturesError(
+            f"{name}: this is probe output, not features: `fleetcompat import` "
+            "stores it, `fleetcompat discover --root` turns it into features"
+        )
     try:
         data = load_source(src, "features", stream_as_list=True)
     except FeaturesError:
@@ -167,6 +173,20 @@ def read_node_features(
             f"{source}: holds {len(nodes)} nodes ({names}); choose one with --node"
         )
     return nodes[0]
+
+
+def _is_probe_file(path: str) -> bool:
+    """Whether a file holds probe output (plain or gzipped)."""
+    from fleetcompat.probe import is_probe_output
+
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(4096)
+        if head[:2] == b"\x1f\x8b":
+            head = zlib.decompressobj(wbits=31).decompress(head, 64)
+    except (OSError, zlib.error):
+        return False
+    return is_probe_output(head)
 
 
 def iter_node_features(data: Any, source: str) -> list[NodeFeatures]:

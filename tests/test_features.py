@@ -128,3 +128,11 @@ def test_nfd_example_nodefeature_loads(corpus: Path) -> None:
         "revision": "13",
     }
     assert node.features.attributes["cpu.cstate"] == {}
+
+
+def test_probe_output_handed_as_features_says_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "host.probe"
+    path.write_bytes(b"#fleetcompat-probe v1\nF 3 /x\nabc\n#end 0\n")
+
+    with pytest.raises(FeaturesError, match="this is probe output, not features"):
+        load_features(str(path))

@@ -84,7 +84,7 @@ def validate(
     try:
         results = check(spec, features, wanted or None)
     except RuleError as exc:
-        fail(str(exc), ExitCode.USAGE)
+        fail(f"{spec_file}: {exc}", ExitCode.USAGE)
         return
 
     if output == "json":
