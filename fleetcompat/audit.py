@@ -8,7 +8,8 @@ chosen `--fail-on` policy tripped:
   run is not compatible now;
 - incompatible: any cell is incompatible;
 - any-failure: any cell is not compatible (incompatible, error, not evaluated),
-  or any host failed collection, or any image could not be evaluated.
+  or any host failed collection, any image could not be evaluated, or any layout
+  had a problem (one that could not be read at all, or a broken entry).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fleetcompat.evaluate import (
     EvaluationRun,
     Progress,
     evaluate_fleet,
+    plural,
 )
 from fleetcompat.store import Store
 
@@ -43,7 +45,7 @@ class AuditResult:
 
     @property
     def partial(self) -> bool:
-        """Whether some hosts failed collection or some images evaluation."""
+        """Whether some hosts failed collection, or layouts, images or cells did."""
         return self.collect.status != "ok" or self.evaluation.partial
 
     def to_json(self) -> dict[str, Any]:
@@ -158,4 +160,7 @@ def policy_trips(
             reasons.append("some hosts could not be collected")
         if evaluation.images_failed:
             reasons.append(f"{evaluation.images_failed} images could not be evaluated")
+        if evaluation.layout_problems:
+            count = plural(len(evaluation.layout_problems), "layout problem")
+            reasons.append(f"{count}: {evaluation.layout_problems[0]}")
     return tuple(reasons)

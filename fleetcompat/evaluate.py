@@ -40,6 +40,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleetcompat.errors import InputError, RuleError
@@ -75,12 +76,14 @@ __all__ = [
     "NOT_EVALUATED",
     "EvaluationRun",
     "ImageTarget",
+    "LayoutStatus",
     "choose_target",
     "evaluate_fleet",
     "evaluate_targets",
     "holds",
     "host_architecture",
     "image_targets",
+    "layout_status",
     "platform_arch",
     "plural",
     "unmatched_reason",
@@ -120,10 +123,12 @@ class EvaluationRun:
     seconds: float = 0.0
     unknown_arch_cells: int = 0
     """Cells not evaluated because the host's architecture could not be told."""
+    layout_problems: tuple[str, ...] = ()
+    """What was wrong with the layouts themselves, one line each."""
 
     @property
     def partial(self) -> bool:
-        """Whether some cells failed: hosts, images, errors, unknown architecture.
+        """Whether something failed: layouts, hosts, images, errors, architecture.
 
         A plain platform mismatch (an arm64 host, an amd64-only image) is an
         answer, not a failure.
@@ -132,7 +137,7 @@ class EvaluationRun:
 
     def problems(self) -> list[str]:
         """What makes the run partial, one line each (empty when nothing did)."""
-        found = []
+        found = list(self.layout_problems)
         if self.hosts_not_evaluated:
             hosts = plural(self.hosts_not_evaluated, "host")
             found.append(f"{hosts} without a good snapshot")
@@ -160,6 +165,7 @@ class EvaluationRun:
             "reused": self.reused,
             "seconds": round(self.seconds, 3),
             "unknown_arch_cells": self.unknown_arch_cells,
+            "layout_problems": list(self.layout_problems),
         }
 
 
@@ -168,15 +174,74 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def image_targets(catalog: Catalog) -> list[ImageTarget]:
-    """The targets of a `fleetcompat.oci.Catalog`: one per image and platform."""
-    targets: list[ImageTarget] = []
+@dataclass(frozen=True)
+class LayoutStatus:
+    """What the layouts said about themselves, kept with the run's settings."""
+
+    problems: tuple[str, ...] = ()
+    """One line per layout-level problem, naming the layout."""
+    unread: tuple[str, ...] = ()
+    """Layouts (resolved paths) that gave no image because they could not be read."""
+    image_layouts: tuple[tuple[str, str], ...] = ()
+    """(image name as evaluated, resolved path of its layout)."""
+
+    def settings(self) -> dict[str, Any]:
+        """The stored form, merged into the run's settings."""
+        return {
+            "layout_problems": list(self.problems),
+            "layouts_unread": list(self.unread),
+            "image_layouts": dict(self.image_layouts),
+        }
+
+
+def layout_status(catalog: Catalog) -> LayoutStatus:
+    """The layout-level problems of a catalog, and which layouts gave nothing.
+
+    A layout with a problem and no image at all could not be read (a missing or
+    broken index.json, an unsupported version); its problem says so.
+    """
+    with_images = {image.layout for image in catalog.images}
+    problems: list[str] = []
+    unread: list[str] = []
+    for problem in catalog.problems:
+        layout = _layout_of(catalog, problem)
+        if layout is not None and layout not in with_images:
+            problems.append(f"layout {layout} could not be read: {problem}")
+            unread.append(str(layout.resolve()))
+        elif layout is not None and not problem.startswith(str(layout)):
+            problems.append(f"layout {layout}: {problem}")
+        else:
+            problems.append(f"layout problem: {problem}")
+    names = zip(_image_names(catalog), catalog.images, strict=True)
+    image_layouts = tuple((name, str(image.layout.resolve())) for name, image in names)
+    return LayoutStatus(tuple(problems), tuple(dict.fromkeys(unread)), image_layouts)
+
+
+def _layout_of(catalog: Catalog, problem: str) -> Path | None:
+    """The layout a problem names at its start, if any."""
+    for layout in catalog.layouts:
+        if problem.startswith((f"{layout}/", f"{layout}:")):
+            return layout
+    if len(catalog.layouts) == 1:
+        return catalog.layouts[0]
+    return None
+
+
+def _image_names(catalog: Catalog) -> list[str]:
+    """Each image's name as evaluated: its name, with its layout when repeated."""
+    names: list[str] = []
     seen: dict[str, int] = {}
     for image in catalog.images:
         name = image.name
         seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            name = f"{name} ({image.layout})"
+        names.append(name if seen[name] == 1 else f"{name} ({image.layout})")
+    return names
+
+
+def image_targets(catalog: Catalog) -> list[ImageTarget]:
+    """The targets of a `fleetcompat.oci.Catalog`: one per image and platform."""
+    targets: list[ImageTarget] = []
+    for name, image in zip(_image_names(catalog), catalog.images, strict=True):
         problem = "; ".join(image.problems) or "no compatibility artifact"
         choices = list(image.choices)
         if not choices:
@@ -196,8 +261,18 @@ def image_targets(catalog: Catalog) -> list[ImageTarget]:
 def evaluate_fleet(
     store: Store, catalog: Catalog, *, progress: Progress | None = None
 ) -> EvaluationRun:
-    """Evaluate every image of `catalog` on every host of `store`; save the run."""
-    return evaluate_targets(store, image_targets(catalog), progress=progress)
+    """Evaluate every image of `catalog` on every host of `store`; save the run.
+
+    The catalog's layout-level problems make the run partial and are stored with
+    it, so the report can tell a layout that could not be read from one whose
+    images were removed.
+    """
+    return evaluate_targets(
+        store,
+        image_targets(catalog),
+        progress=progress,
+        layouts=layout_status(catalog),
+    )
 
 
 def projection_digest(projected: Features) -> str:
@@ -220,20 +295,31 @@ class _Prepared:
 
 
 def evaluate_targets(
-    store: Store, targets: Sequence[ImageTarget], *, progress: Progress | None = None
+    store: Store,
+    targets: Sequence[ImageTarget],
+    *,
+    progress: Progress | None = None,
+    layouts: LayoutStatus | None = None,
 ) -> EvaluationRun:
     """Evaluate these image targets on every host in the store; save the run."""
     started = time.monotonic()
-    run_id = store.start_run(
-        "evaluate", {"images": len({t.image for t in targets}), "targets": len(targets)}
-    )
+    layouts = layouts or LayoutStatus()
+    settings = {
+        "images": len({t.image for t in targets}),
+        "targets": len(targets),
+        **layouts.settings(),
+    }
+    run_id = store.start_run("evaluate", settings)
     try:
         fields = _evaluate(store, run_id, targets, progress)
     except BaseException:
         store.finish_run(run_id, "failed", {})
         raise
 
-    summary = EvaluationRun(**{**fields, "seconds": time.monotonic() - started})
+    seconds = time.monotonic() - started
+    summary = EvaluationRun(
+        **fields, seconds=seconds, layout_problems=tuple(layouts.problems)
+    )
     counts = {k: v for k, v in summary.to_json().items() if isinstance(v, int)}
     counts.update({f"cells_{k}": v for k, v in summary.cells.items()})
     store.finish_run(run_id, "partial" if summary.partial else "ok", counts)

@@ -56,6 +56,7 @@ from fleetcompat.runview import (
     RunView,
     changes,
     host_row,
+    layout_problems,
     load_run,
     previous_run,
 )
@@ -351,6 +352,7 @@ def _summary(store: Store, view: RunView, previous: RunView | None) -> dict[str,
         ),
         "changes": changes(store, view, previous, rows),
         "not_collected": _not_collected(store, view),
+        "layout_problems": layout_problems(view),
     }
 
 

@@ -179,6 +179,9 @@ def changes(
     before_hosts = {h.host: h for h in previous.hosts}
     became_incompatible: list[tuple[str, str]] = []
     incompatible_why: list[str] = []
+    unevaluated: list[tuple[str, str]] = []
+    unevaluated_why: list[str] = []
+    lost: list[tuple[str, str]] = []
     became_compatible: list[tuple[str, str]] = []
     for host in view.hosts:
         old = before_rows.get(host.host)
@@ -191,9 +194,14 @@ def changes(
                 continue
             image = view.images[now_col]
             if a == "C":
+                lost.append((host.host, image))
+            if a == "C" and b == "I":
                 became_incompatible.append((host.host, image))
                 earlier = before_hosts[host.host]
                 incompatible_why.append(_why_lost(previous, earlier, view, host, image))
+            elif a == "C":
+                unevaluated.append((host.host, image))
+                unevaluated_why.append(cell_reason(view, host, now_col))
             elif b == "C":
                 became_compatible.append((host.host, image))
 
@@ -205,17 +213,63 @@ def changes(
             feature_changes.append(
                 (host.host, _feature_diff(store, before, host.feature_set))
             )
+    removed, unread = _removed_images(view, previous)
     return {
         "previous": previous.run.id,
+        "lost": lost,
         "became_incompatible": became_incompatible,
         "became_incompatible_why": incompatible_why,
+        "no_longer_evaluated": unevaluated,
+        "no_longer_evaluated_why": unevaluated_why,
         "became_compatible": became_compatible,
         "images_added": sorted(set(view.images) - set(previous.images)),
-        "images_removed": sorted(set(previous.images) - set(view.images)),
+        "images_removed": removed,
+        "images_unread": unread,
         "feature_changes": feature_changes,
         "hosts_added": sorted({h.host for h in view.hosts} - set(old_sets)),
         "hosts_removed": sorted(set(old_sets) - {h.host for h in view.hosts}),
     }
+
+
+def _removed_images(view: RunView, previous: RunView) -> tuple[list[str], list[str]]:
+    """Images gone since the previous run: removed, and in a layout not read now.
+
+    An image of a layout that could not be read this time is not known to be
+    removed. A previous run that did not record its images' layouts (runs before
+    layouts were recorded) cannot tell, so all its gone images count as unread
+    when any layout could not be read.
+    """
+    gone = sorted(set(previous.images) - set(view.images))
+    unread = set(view.run.settings.get("layouts_unread", []))
+    if not unread:
+        return gone, []
+    where = previous.run.settings.get("image_layouts")
+    if not isinstance(where, dict):
+        return [], gone
+    removed = [image for image in gone if where.get(image) not in unread]
+    return removed, [image for image in gone if where.get(image) in unread]
+
+
+def cell_reason(view: RunView, host: EvalHost, col: int) -> str:
+    """Why a host x image cell is not evaluated, or the error it is."""
+    if host.status != "ok":
+        return host.reason or "the host has no good snapshot"
+    index = int(view.cells[view.unit_of_host[host.idx], col])
+    if index < 0:
+        reason = view.reasons[-index - 1]
+        target = _target_for(view, host, view.images[col])
+        if target is not None and target.status != "ok" and target.reason:
+            return f"{reason}: {target.reason}"
+        return reason
+    result = view.results[index]
+    if result.verdict == ERROR:
+        return f"error: {result.error}" if result.error else "error"
+    return result.verdict
+
+
+def layout_problems(view: RunView) -> list[str]:
+    """What was wrong with the run's layouts, as stored with the run."""
+    return [str(p) for p in view.run.settings.get("layout_problems", [])]
 
 
 def _why_lost(
@@ -240,6 +294,12 @@ def _why_lost(
 
 def _artifact_for(view: RunView, host: EvalHost, image: str) -> str:
     """The artifact digest a host's cell of an image was evaluated with ("" if none)."""
+    target = _target_for(view, host, image)
+    return (target.artifact or "") if target is not None else ""
+
+
+def _target_for(view: RunView, host: EvalHost, image: str) -> EvalImage | None:
+    """The image target a host's cell comes from: its platform's, else the any."""
     targets = view.targets.get(image, [])
     for target in targets:
         if (
@@ -247,11 +307,11 @@ def _artifact_for(view: RunView, host: EvalHost, image: str) -> str:
             and target.platform
             and platform_arch(target.platform) == host.arch
         ):
-            return target.artifact or ""
+            return target
     for target in targets:
         if target.platform == ANY_PLATFORM:
-            return target.artifact or ""
-    return ""
+            return target
+    return None
 
 
 def regressions(store: Store, run_id: int) -> list[tuple[str, str]]:
@@ -262,7 +322,7 @@ def regressions(store: Store, run_id: int) -> list[tuple[str, str]]:
         return []
     rows = {h.host: host_row(view, h) for h in view.hosts}
     found = changes(store, view, previous, rows)
-    return list(found["became_incompatible"])
+    return list(found["lost"])
 
 
 def _feature_diff(store: Store, before: str, after: str) -> list[str]:

@@ -52,9 +52,9 @@ def evaluate(layouts: tuple[Path, ...], db: str, output: str) -> None:
     Exit codes:
       0  every cell has an answer (a platform the image lacks is an answer)
       2  a path is not an OCI layout, or the database is not ours
-      3  partial: some hosts have no snapshot, some images no usable spec,
-         some cells are errors, or some hosts' architecture is unknown;
-         stderr says which
+      3  partial: a layout could not be read or has a broken entry, some
+         hosts have no snapshot, some images no usable spec, some cells are
+         errors, or some hosts' architecture is unknown; stderr says which
     """
     from fleetcompat.evaluate import evaluate_fleet
     from fleetcompat.oci import scan_layouts
@@ -189,7 +189,7 @@ def audit(
       regression    a host x image compatible in the previous run is not now
       incompatible  any host x image is incompatible
       any-failure   any cell not compatible, any host not collected, or any
-                    image without a usable spec
+                    image without a usable spec, or any layout problem
 
     \b
     Examples:
@@ -201,8 +201,8 @@ def audit(
     Exit codes:
       0  done, nothing failed
       2  bad inventory, layout path or --out directory (nothing written)
-      3  partial: some hosts or images failed, some cells are errors or
-         of a host of unknown architecture; the report covers the rest
+      3  partial: some layouts, hosts or images failed, some cells are errors
+         or of a host of unknown architecture; the report covers the rest
       4  the --fail-on policy tripped (takes precedence over 3)
       130  interrupted
     """
