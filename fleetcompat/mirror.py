@@ -18,9 +18,14 @@ Registry credentials come from the Docker config, as oras-py reads them.
 Requests go through oras-py's session (for its authentication) but not through
 its retry wrapper, which retries any failure five times with growing pauses (over
 two minutes for a name that does not resolve). Here every request has a connect
-and a read timeout; a refused connection is retried once after a short pause, and
-nothing else is retried. Network failures become one-line messages naming the
-registry ("registry.example.invalid: name does not resolve").
+and a read timeout, and every answer a deadline: requests' read timeout bounds
+each read, so a registry sending one byte at a time would otherwise hold a copy
+for ever. A manifest, listing or spec must arrive whole within the timeout,
+counted from the request; a streamed image blob gets the timeout plus a second
+for each `MIN_BLOB_RATE` bytes of its declared size. A refused connection is
+retried once after a short pause, and nothing else is retried. Network failures
+become one-line messages naming the registry ("registry.example.invalid: name does
+not resolve").
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +45,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import oras.provider
 import requests
 import requests.adapters
+import urllib3.exceptions
 
 from fleetcompat.errors import FleetcompatError, InputError, LayoutError
 from fleetcompat.oci_blobs import (
@@ -69,9 +76,11 @@ CHUNK = 1024 * 1024
 MAX_REFERRER_PAGES = 100
 """Most pages of a paginated referrers answer followed (`Link: <…>; rel="next"`)."""
 DEFAULT_TIMEOUT = 30.0
-"""Seconds to wait for a connection, and then for each read, by default."""
+"""Seconds to wait for a connection, and then for each answer, by default."""
 REFUSED_RETRY_PAUSE = 0.5
 """Seconds before the one retry of a refused connection."""
+MIN_BLOB_RATE = 64 * 1024
+"""Bytes per second a streamed image blob may arrive at, slowest, before it fails."""
 
 
 class MirrorError(FleetcompatError):
@@ -123,9 +132,9 @@ def mirror(
 
     Every reference is checked first (`parse_reference`): InputError for one that
     is not a reference, before anything is written. `timeout` bounds the wait for
-    a connection and for each read. Raises LayoutError when the layout cannot be
-    created or is not one; a reference that cannot be copied is reported in the
-    result instead.
+    a connection, and for each answer to arrive whole. Raises LayoutError when the
+    layout cannot be created or is not one; a reference that cannot be copied is
+    reported in the result instead.
     """
     parsed = [parse_reference(reference) for reference in references]
     layout = Path(layout)
@@ -231,7 +240,7 @@ class _Copier:
         response = self._get(url, {"Accept": ACCEPT_MANIFESTS})
         if response.status_code == 404:
             raise MirrorError(f"{self.reference}: {target} not found in the registry")
-        data = _read_response(response, MAX_MANIFEST_BYTES, url)
+        data = _read_response(response, MAX_MANIFEST_BYTES, url, self.timeout)
 
         digest = expected or "sha256:" + hashlib.sha256(data).hexdigest()
         verify_digest(data, digest, f"{self.reference}: manifest {target}")
@@ -292,7 +301,9 @@ class _Copier:
 
     def _listed(self, response: requests.Response, url: str) -> list[Descriptor]:
         """The descriptors of an index in a response."""
-        index = parse_json(_read_response(response, MAX_MANIFEST_BYTES, url), url)
+        index = parse_json(
+            _read_response(response, MAX_MANIFEST_BYTES, url, self.timeout), url
+        )
         return [
             parse_descriptor(item, f"{url} manifests[{n}]")
             for n, item in enumerate(index.get("manifests") or [])
@@ -345,7 +356,7 @@ class _Copier:
         response = self._get(url, {})
         if response.status_code != 200:
             raise MirrorError(f"{url}: HTTP {response.status_code}")
-        data = _read_response(response, MAX_SPEC_BYTES, url)
+        data = _read_response(response, MAX_SPEC_BYTES, url, self.timeout)
         _store(self.layout, data, blob.digest)
 
     def _stream_blob(self, blob: Descriptor) -> None:
@@ -365,7 +376,8 @@ class _Copier:
         try:
             size = 0
             with temp.open("wb") as stream:
-                for chunk in _chunks(response, url):
+                allowed = self.timeout + blob.size / MIN_BLOB_RATE
+                for chunk in _chunks(response, url, allowed):
                     size += len(chunk)
                     if size > blob.size:
                         raise MirrorError(f"{url}: longer than its {blob.size} bytes")
@@ -444,12 +456,14 @@ def _root_cause(exc: BaseException) -> str:
     return text.split(": ", 1)[-1] if text.startswith("<") else text
 
 
-def _read_response(response: requests.Response, limit: int, url: str) -> bytes:
-    """Read a response body of at most `limit` bytes."""
+def _read_response(
+    response: requests.Response, limit: int, url: str, timeout: float
+) -> bytes:
+    """Read a response body of at most `limit` bytes, whole within `timeout` s."""
     if response.status_code != 200:
         raise MirrorError(f"{url}: HTTP {response.status_code}")
     data = bytearray()
-    for chunk in _chunks(response, url):
+    for chunk in _chunks(response, url, timeout):
         data.extend(chunk)
         if len(data) > limit:
             response.close()
@@ -457,14 +471,53 @@ def _read_response(response: requests.Response, limit: int, url: str) -> bytes:
     return bytes(data)
 
 
-def _chunks(response: requests.Response, url: str) -> Iterator[bytes]:
-    """A response body in chunks; a network failure mid-body becomes a MirrorError."""
+def _chunks(response: requests.Response, url: str, allowed: float) -> Iterator[bytes]:
+    """A response body as it arrives, until `allowed` s after the request was sent.
+
+    Past that deadline, or on a network failure mid-body, raises MirrorError.
+    Bytes are taken as they arrive (urllib3's `read1`), not a whole chunk at a
+    time, so that the deadline is checked after every read; each read waits at
+    most until the deadline.
+    """
+    deadline = time.monotonic() - response.elapsed.total_seconds() + allowed
+    late = f"{url}: answer not complete within {allowed:g} s"
+    raw = response.raw
     try:
-        yield from response.iter_content(CHUNK)
-    except requests.RequestException as exc:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                response.close()
+                raise MirrorError(late)
+            _limit_wait(raw, remaining)
+            chunk = raw.read1(CHUNK, decode_content=True)
+            if not chunk:
+                return
+            yield chunk
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        response.close()
+        if time.monotonic() >= deadline:
+            raise MirrorError(late) from None
         host = url.split("/")[2] if url.count("/") >= 2 else url
-        problem = network_problem(exc, host, None)
+        problem = network_problem(_as_requests_error(exc), host, None)
         raise MirrorError(f"{problem} (while reading {url})") from None
+
+
+def _limit_wait(raw: Any, remaining: float) -> None:
+    """Make the next read on an answer's socket wait at most `remaining` s."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if isinstance(sock, socket.socket):
+        current = sock.gettimeout()
+        if current is None or remaining < current:
+            sock.settimeout(remaining)
+
+
+def _as_requests_error(exc: Exception) -> requests.RequestException:
+    """A urllib3 or socket error mid-body as the requests error iter_content raises."""
+    if isinstance(exc, requests.RequestException):
+        return exc
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
+        return requests.exceptions.ReadTimeout(exc)
+    return requests.exceptions.ConnectionError(exc)
 
 
 def _media_type(response: requests.Response, data: bytes) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def test_a_registry_that_never_answers_fails_within_the_timeout(
     ]
 
 
-def test_a_registry_that_stops_mid_answer_fails_naming_what_was_read(
+def test_a_registry_that_stops_mid_answer_fails_naming_the_url(
     tmp_path: Path,
 ) -> None:
     head = (
@@ -121,8 +122,76 @@ def test_a_registry_that_stops_mid_answer_fails_naming_what_was_read(
         server.close()
 
     assert code == ExitCode.PARTIAL
-    assert f"127.0.0.1:{server.port}: connected, but no answer" in out
-    assert "while reading http://" in out and "Max retries" not in out
+    assert f"http://127.0.0.1:{server.port}/v2/foo/manifests/1: answer not " in out
+    assert "Max retries" not in out
+
+
+class TricklingServer:
+    """A loopback HTTP server that sends headers, then one body byte every 0.2 s.
+
+    It serves one connection at a time and stops itself after `SERVER_LIFETIME`.
+    """
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.1)
+        stop = time.monotonic() + SERVER_LIFETIME
+        while not self.done.is_set() and time.monotonic() < stop:
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                self._trickle(conn, stop)
+
+    def _trickle(self, conn: socket.socket, stop: float) -> None:
+        head = (
+            b"HTTP/1.1 200 OK\r\n"
+            b"Content-Type: application/vnd.oci.image.index.v1+json\r\n"
+            b"Content-Length: 100000\r\n\r\n"
+        )
+        try:
+            conn.sendall(head)
+            while not self.done.wait(0.2) and time.monotonic() < stop:
+                conn.sendall(b" ")
+        except OSError:
+            return
+
+    def close(self) -> None:
+        self.done.set()
+        self.thread.join(SERVER_LIFETIME)
+        self.sock.close()
+
+
+def test_a_registry_trickling_its_answer_fails_at_the_timeout(tmp_path: Path) -> None:
+    server = TricklingServer()
+    reference = f"127.0.0.1:{server.port}/x/y:1"
+    try:
+        code, out, _ = run(
+            "mirror",
+            reference,
+            "--oci-layout",
+            str(tmp_path / "m"),
+            "--plain-http",
+            "--timeout",
+            "1",
+        )
+    finally:
+        server.close()
+
+    assert code == ExitCode.PARTIAL
+    assert out.strip().splitlines() == [
+        f"{reference}\t-\t0 artifacts\tfailed: http://127.0.0.1:{server.port}"
+        "/v2/x/y/manifests/1: answer not complete within 1 s"
+    ]
 
 
 def test_a_refused_connection_fails_with_a_one_line_message(tmp_path: Path) -> None:

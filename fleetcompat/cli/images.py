@@ -181,7 +181,8 @@ def attach(
     default=30.0,
     show_default=True,
     metavar="SECONDS",
-    help="Wait at most this long for a connection, and then for each answer.",
+    help="Wait at most this long for a connection, and then for each answer to "
+    "arrive whole (image layers get a second more per 64 KiB).",
 )
 @output_option("table", "json")
 @verbosity_options
