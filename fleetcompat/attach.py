@@ -8,6 +8,13 @@ platform's manifest) as subject, and an untagged `index.json` entry carrying the
 artifact type and annotations. `index.json` is replaced atomically. Two attaches
 running at once on one layout can still lose one of the two entries: there is no
 lock, as oras-go has none either.
+
+An artifact that will not be chosen is still attached (it is what was asked), but
+a warning is logged for each platform that will still use another artifact: one
+created later (or at the same time with a greater digest), or, when attaching to
+a multi-platform image, the platform manifest's own artifact, which wins over the
+image's. The layout is read again after attaching and the reader's own choice
+compared, so the warning cannot disagree with what `images` and `evaluate` use.
 """
 
 from __future__ import annotations
@@ -57,11 +64,12 @@ def attach(
     platform's manifest the subject. Raises SpecError for a spec that does not
     validate, or (unless `force`) that `check_spec` finds problems in: errors
     NFD would raise evaluating it. Raises LayoutError when the layout or image
-    cannot be used.
+    cannot be used. Logs a warning for each platform that will still use another
+    artifact, and why.
     """
     layout = Path(layout)
     spec = _read_spec(Path(spec_path), force)
-    subject = _subject(layout, image_ref, platform)
+    image, subject = _subject(layout, image_ref, platform)
     stamp = format_created(created or datetime.now(UTC))
 
     spec_digest = write_blob(layout, spec)
@@ -79,7 +87,48 @@ def attach(
     )
     add_index_entry(layout, descriptor)
     log.info("attached %s to %s in %s", digest, image_ref, layout)
+
+    for warning in passed_over(layout, image.digest, subject, descriptor):
+        log.warning("%s: %s", image_ref, warning)
     return descriptor
+
+
+def passed_over(
+    layout: Path, image_digest: str, subject: Descriptor, attached: Descriptor
+) -> list[str]:
+    """Where the reader chooses another artifact than the one attached, and why.
+
+    One line per platform (or one for a single-manifest image) whose choice is
+    not `attached`; platforms other than `subject` are left out when `subject`
+    is a platform manifest.
+    """
+    images = [i for i in scan_layouts([layout]).images if i.digest == image_digest]
+    to_index = subject.digest == image_digest
+    stamp = attached.annotations.get(CREATED)
+    lines = []
+    for choice in images[0].choices if images else ():
+        if (
+            not to_index
+            and choice.platform
+            and choice.platform.digest != subject.digest
+        ):
+            continue
+        artifact = choice.artifact
+        if artifact is not None and artifact.digest == attached.digest:
+            continue
+
+        where = choice.platform.name if choice.platform else "the image"
+        winner = artifact.digest if artifact else "(unreadable)"
+        if to_index and choice.source == "platform":
+            why = "the platform manifest's own artifact wins over the image's"
+        elif artifact is None:
+            why = "newer, by its created annotation"
+        elif artifact.created == stamp:
+            why = f"created at the same time ({stamp}); the greater digest wins"
+        else:
+            why = f"newer: created {artifact.created}, this one {stamp}"
+        lines.append(f"{where} will still use artifact {winner} ({why})")
+    return lines
 
 
 def format_created(moment: datetime) -> str:
@@ -128,8 +177,10 @@ def _check_spec_lightly(data: bytes, source: str) -> None:
         raise SpecError(f"{source}: has no compatibilities list; not an NFD spec")
 
 
-def _subject(layout: Path, image_ref: str, platform: str | None) -> Descriptor:
-    """The descriptor of the image (or its platform manifest) to attach to."""
+def _subject(
+    layout: Path, image_ref: str, platform: str | None
+) -> tuple[Image, Descriptor]:
+    """The image, and the descriptor of it (or its platform manifest) to attach to."""
     catalog = scan_layouts([layout])
     if len(catalog.layouts) != 1:
         raise LayoutError(f"{layout}: a directory of layouts; name one layout")
@@ -138,8 +189,8 @@ def _subject(layout: Path, image_ref: str, platform: str | None) -> Descriptor:
         raise LayoutError(f"{image_ref}: {image.problems[0]}")
 
     if platform is None:
-        return Descriptor(image.media_type, image.digest, image.size)
-    return _platform_descriptor(image, platform)
+        return image, Descriptor(image.media_type, image.digest, image.size)
+    return image, _platform_descriptor(image, platform)
 
 
 def _platform_descriptor(image: Image, platform: str) -> Descriptor:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -182,3 +184,83 @@ def test_attach_to_something_absent_is_refused(
 ) -> None:
     with pytest.raises(LayoutError, match=message):
         attach(layout.root, image, spec, platform=platform)
+
+
+def _existing_on_index(layout: LayoutBuilder, created: str) -> str:
+    """Give `app:1.0`'s index an artifact created at `created`; return its digest."""
+    index = next(e for e in layout.entries if e.get("annotations"))
+    artifact = layout.tag(layout.artifact(index, spec_text("old"), created))
+    return str(artifact["digest"])
+
+
+def _existing_on_platform(layout: LayoutBuilder, arch: str, created: str) -> str:
+    """Give one platform manifest of `app:1.0` an artifact; return its digest."""
+    index = json.loads(layout.path(next(iter(layout.entries))).read_text())
+    child = next(m for m in index["manifests"] if m["platform"]["architecture"] == arch)
+    artifact = layout.tag(layout.artifact(child, spec_text(arch), created))
+    return str(artifact["digest"])
+
+
+@pytest.mark.parametrize(
+    ("prepare", "platform", "expected"),
+    [
+        pytest.param(
+            lambda lay: _existing_on_index(lay, "2027-01-01T00:00:00Z"),
+            None,
+            [
+                "linux/amd64 will still use artifact {winner} (newer: created "
+                "2027-01-01T00:00:00Z, this one 2026-01-02T03:04:05Z)",
+                "linux/arm64 will still use artifact {winner} (newer: created "
+                "2027-01-01T00:00:00Z, this one 2026-01-02T03:04:05Z)",
+            ],
+            id="older-than-an-index-artifact",
+        ),
+        pytest.param(
+            lambda lay: _existing_on_platform(lay, "amd64", "2020-01-01T00:00:00Z"),
+            None,
+            [
+                "linux/amd64 will still use artifact {winner} (the platform "
+                "manifest's own artifact wins over the image's)"
+            ],
+            id="platform-artifact-wins-over-a-newer-index-one",
+        ),
+        pytest.param(
+            lambda lay: _existing_on_platform(lay, "arm64", "2027-01-01T00:00:00Z"),
+            "linux/arm64",
+            [
+                "linux/arm64 will still use artifact {winner} (newer: created "
+                "2027-01-01T00:00:00Z, this one 2026-01-02T03:04:05Z)"
+            ],
+            id="older-than-the-platform-artifact",
+        ),
+        pytest.param(
+            lambda lay: _existing_on_index(lay, "2020-01-01T00:00:00Z"),
+            None,
+            [],
+            id="newer-than-the-existing-one-is-chosen",
+        ),
+        pytest.param(
+            lambda lay: _existing_on_platform(lay, "amd64", "2027-01-01T00:00:00Z"),
+            "linux/arm64",
+            [],
+            id="another-platform-artifact-is-not-in-the-way",
+        ),
+    ],
+)
+def test_attaching_an_artifact_that_will_not_be_chosen_warns_per_platform(
+    layout: LayoutBuilder,
+    spec: Path,
+    caplog: pytest.LogCaptureFixture,
+    prepare: Callable[[LayoutBuilder], str],
+    platform: str | None,
+    expected: list[str],
+) -> None:
+    winner = prepare(layout)
+
+    with caplog.at_level(logging.WARNING, logger="fleetcompat"):
+        attached = attach(layout.root, "app:1.0", spec, created=WHEN, platform=platform)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"app:1.0: {line.format(winner=winner)}" for line in expected]
+    entries = json.loads((layout.root / "index.json").read_text())["manifests"]
+    assert attached.digest in {entry["digest"] for entry in entries}

@@ -167,6 +167,41 @@ def test_attach_command_prints_the_artifact_digest(tmp_path: Path) -> None:
     assert image.choices[0].artifact.created == "2026-02-03T04:05:06Z"
 
 
+def test_attach_command_warns_when_a_newer_artifact_will_still_be_used(
+    tmp_path: Path,
+) -> None:
+    layout = LayoutBuilder(tmp_path / "layout")
+    image = layout.tag(layout.image(), "app:1.0")
+    newer = layout.tag(layout.artifact(image, spec_text("new"), "2027-01-01T00:00:00Z"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(spec_text("cli"))
+
+    code, out, err = run(
+        "attach",
+        "app:1.0",
+        str(spec),
+        "--oci-layout",
+        str(layout.root),
+        "--created",
+        "2026-02-03T04:05:06Z",
+    )
+
+    assert code == ExitCode.OK
+    assert out.strip().startswith("sha256:")
+    assert err.strip().splitlines() == [
+        f"fleetcompat: warning: app:1.0: the image will still use artifact "
+        f"{newer['digest']} (newer: created 2027-01-01T00:00:00Z, this one "
+        "2026-02-03T04:05:06Z)"
+    ]
+
+
+def test_attach_help_says_when_an_attached_artifact_is_not_used() -> None:
+    code, out, _ = run("attach", "--help")
+
+    assert code == ExitCode.OK
+    assert "will still use another artifact" in " ".join(out.split())
+
+
 def test_attach_command_refuses_an_invalid_spec_with_usage_exit(tmp_path: Path) -> None:
     layout = LayoutBuilder(tmp_path / "layout")
     layout.tag(layout.image(), "app:1.0")

@@ -147,6 +147,12 @@ def attach(
     empty config, the spec as its layer, a created annotation and the image as
     subject, and an untagged entry in index.json. Prints the artifact digest.
 
+    An artifact that will not be chosen is attached all the same, with a warning
+    on stderr for each platform that will still use another artifact, and why:
+    one created later (compare --created), or, when attaching to a multi-platform
+    image, the platform manifest's own artifact, which wins over the image's for
+    that platform (attach with --platform to replace it).
+
     \b
     Examples:
       fleetcompat attach cuda-inference:12.4 gpu.yaml --oci-layout mirror/
