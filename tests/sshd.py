@@ -14,6 +14,7 @@ and raw sockets, each wrong in one way.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -333,6 +334,14 @@ def fleetcompat_command() -> list[str]:
     import sys
 
     return [sys.executable, "-c", "from fleetcompat.cli.main import main; main()"]
+
+
+async def collect_json(home: Path, inventory: Path) -> tuple[int, Any, str]:
+    """Collect INVENTORY into HOME/f.db with `-o json`; (status, summary, stderr)."""
+    status, out, err = await run_cli(
+        home, "collect", "-i", str(inventory), "--db", str(home / "f.db"), "-o", "json"
+    )
+    return status, json.loads(out) if out.strip() else None, err
 
 
 async def run_cli(

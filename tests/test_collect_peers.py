@@ -16,7 +16,7 @@ import pytest
 
 from fleetcompat.probe import run_local_probe
 from tests import sshd as peers
-from tests.sshd import Peer, keygen, run_cli
+from tests.sshd import Peer, collect_json, keygen, run_cli
 
 pytestmark = pytest.mark.sshd
 
@@ -202,18 +202,9 @@ async def test_a_changed_host_key_names_the_known_hosts_file_and_line(
         tmp_path / "inv.yaml", key, {"changed": ("127.0.0.1", changed.port)}
     )
 
-    status, out, err = await run_cli(
-        tmp_path,
-        "collect",
-        "-i",
-        str(inv),
-        "--db",
-        str(tmp_path / "f.db"),
-        "-o",
-        "json",
-    )
+    status, summary, err = await collect_json(tmp_path, inv)
 
-    host = json.loads(out)["hosts"][0]
+    host = summary["hosts"][0]
     assert status == 3, err
     assert host["outcome"] == "hostkey-mismatch"
     assert f"{known_hosts} line 3" in host["reason"]
@@ -229,18 +220,9 @@ async def test_transient_drops_are_retried_and_counted(
     (tmp_path / "known_hosts").write_text(flaky.known_hosts_line())
     inv = inventory(tmp_path / "inv.yaml", key, {"flaky": (flaky.address, flaky.port)})
 
-    status, out, err = await run_cli(
-        tmp_path,
-        "collect",
-        "-i",
-        str(inv),
-        "--db",
-        str(tmp_path / "f.db"),
-        "-o",
-        "json",
-    )
+    status, summary, err = await collect_json(tmp_path, inv)
 
-    host = json.loads(out)["hosts"][0]
+    host = summary["hosts"][0]
     assert status == 0, err
     assert (host["outcome"], host["attempts"]) == ("ok", 3)
 

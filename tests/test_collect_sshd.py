@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from fleetcompat.store import Store
-from tests.sshd import Sshd, free_port, keygen, run_cli, start_sshd
+from tests.sshd import Sshd, collect_json, free_port, keygen, run_cli, start_sshd
 
 pytestmark = [pytest.mark.sshd, pytest.mark.corpus]
 
@@ -155,20 +155,11 @@ async def test_hosts_behind_a_bastion_share_one_connection_to_it(
         )
         inv = write_inventory(tmp_path / "inv.yaml", server, {}, jump + hosts)
 
-        status, out, err = await run_cli(
-            tmp_path,
-            "collect",
-            "-i",
-            str(inv),
-            "--db",
-            str(tmp_path / "f.db"),
-            "-o",
-            "json",
-        )
+        status, summary, err = await collect_json(tmp_path, inv)
     finally:
         bastion.stop()
 
-    outcomes = {h["name"]: h["outcome"] for h in json.loads(out)["hosts"]}
+    outcomes = {h["name"]: h["outcome"] for h in summary["hosts"]}
     assert status == 0, err
     assert set(outcomes.values()) == {"ok"} and len(outcomes) == 3
     assert bastion.accepted_logins() == 1
@@ -183,18 +174,9 @@ async def test_a_key_the_server_does_not_know_is_auth_failed(
     inv = write_inventory(tmp_path / "inv.yaml", server, {"laptop": ports["laptop"]})
     inv.write_text(inv.read_text().replace(str(server.client_key), str(stranger)))
 
-    status, out, _ = await run_cli(
-        tmp_path,
-        "collect",
-        "-i",
-        str(inv),
-        "--db",
-        str(tmp_path / "f.db"),
-        "-o",
-        "json",
-    )
+    status, summary, _ = await collect_json(tmp_path, inv)
 
-    host = json.loads(out)["hosts"][0]
+    host = summary["hosts"][0]
     assert status == 3
     assert host["outcome"] == "auth-failed"
     assert "root@127.0.0.3" in host["reason"]
@@ -373,18 +355,9 @@ async def test_a_chain_of_two_bastions_reaches_the_hosts_behind_them(
     )
     inv = write_inventory(tmp_path / "inv.yaml", server, {}, hosts)
 
-    status, out, err = await run_cli(
-        tmp_path,
-        "collect",
-        "-i",
-        str(inv),
-        "--db",
-        str(tmp_path / "f.db"),
-        "-o",
-        "json",
-    )
+    status, summary, err = await collect_json(tmp_path, inv)
 
-    outcomes = {h["name"]: h["outcome"] for h in json.loads(out)["hosts"]}
+    outcomes = {h["name"]: h["outcome"] for h in summary["hosts"]}
     assert status == 0, err
     assert outcomes == {f"far-{n}": "ok" for n in ports}
     assert plain.accepted_logins() - before == 2  # one login per hop, not per host
