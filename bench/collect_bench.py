@@ -9,12 +9,11 @@ Measurements (each client in its own process; CPU and peak RSS from wait4):
 2. hanging: the same with 10% of the hosts stalling after login;
 3. db: database size for 10,000 hosts drawn from 50 distinct machines, and what
    a second run over the unchanged fleet adds;
-4. ansible (with --ansible VENV): `ansible all -m setup` against `fleetcompat
-   collect` on the same real-sshd loopback fleet, same concurrency.
+
+The comparison with `ansible all -m setup` is bench/ansible_bench.py.
 
     .venv/bin/python bench/collect_bench.py                 # 1,000 hosts
     .venv/bin/python bench/collect_bench.py --hosts 200     # quicker
-    .venv/bin/python bench/collect_bench.py --ansible /tmp/ansible-venv
 
 Figures go to bench/results/collect.json. Benchmarks are never test assertions.
 """
@@ -95,7 +94,13 @@ async def serve(port: int, key_path: str, outputs_dir: str, ready: str) -> None:
 
 
 async def bare(
-    hosts: int, port: int, key: str, known: str, concurrency: int, user: str = ""
+    hosts: int,
+    port: int,
+    key: str,
+    known: str,
+    concurrency: int,
+    user: str = "",
+    addresses: str = "",
 ) -> None:
     """The baseline: connect and run `true` on every host, as plainly as can be."""
     import asyncssh
@@ -103,12 +108,13 @@ async def bare(
     keys = asyncssh.load_keypairs([key])
     known_hosts = asyncssh.read_known_hosts(known)
     slots = asyncio.Semaphore(concurrency)
+    hosts_at = addresses.split(",") if addresses else ["127.0.0.1"]
 
     async def one(i: int) -> None:
         async with (
             slots,
             asyncssh.connect(
-                "127.0.0.1",
+                hosts_at[i % len(hosts_at)],
                 port,
                 username=user or f"m{i % 4}",
                 client_keys=keys,
@@ -328,138 +334,13 @@ def bench_db(work: Path, hosts: int = 10_000, distinct: int = 50) -> dict[str, A
     return figures
 
 
-def sshd_cpu(pid: int) -> float:
-    """CPU seconds of an sshd's reaped children (the sessions it served)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return sum(int(f) for f in fields[11:15]) / ticks
-
-
-def bench_ansible(work: Path, venv: Path, hosts: int, forks: int) -> dict[str, Any]:
-    """`ansible all -m setup` and `fleetcompat collect` on one real-sshd fleet.
-
-    Both read the same inventory and reach the same sshd; each host is its own
-    connection (ansible's ControlMaster is off, since the simulated hosts share
-    an address; with real distinct hosts a master would serve one task anyway),
-    ansible pipelines and is told the interpreter, to give it its best case.
-    """
-    from tests.sshd import keygen, start_sshd
-
-    key = keygen(work / "ansible_id")
-    ports = [free_port(), free_port()]
-    server = start_sshd(
-        work / "ansible-sshd", [("127.0.0.1", p) for p in ports], client_key=key
-    )
-    try:
-        known = work / "ansible_known_hosts"
-        known.write_text(server.known_hosts_lines())
-        inventory = work / "ansible.yaml"
-        lines = [
-            "all:",
-            "  vars:",
-            "    ansible_host: 127.0.0.1",
-            "    ansible_user: root",
-            f"    ansible_ssh_private_key_file: {key}",
-            "    ansible_python_interpreter: /usr/bin/python3",
-            "  hosts:",
-        ]
-        for i in range(hosts):
-            lines += [f"    real{i:03d}:", f"      ansible_port: {ports[i % 2]}"]
-        inventory.write_text("\n".join(lines) + "\n")
-        env = dict(os.environ, HOME=str(work), FLEETCOMPAT_KNOWN_HOSTS=str(known))
-        env.pop("SSH_AUTH_SOCK", None)
-        ansible_env = dict(
-            env,
-            ANSIBLE_PIPELINING="True",
-            ANSIBLE_FORKS=str(forks),
-            ANSIBLE_HOST_KEY_CHECKING="True",
-            ANSIBLE_SSH_ARGS=f"-o ControlMaster=no -o UserKnownHostsFile={known}",
-            ANSIBLE_LOCAL_TEMP=str(work / "ansible-tmp"),
-            ANSIBLE_STDOUT_CALLBACK="oneline",
-        )
-        figures: dict[str, Any] = {"hosts": hosts, "concurrency": forks}
-        for label, command, run_env in (
-            (
-                "fleetcompat",
-                [
-                    str(FLEETCOMPAT),
-                    "collect",
-                    "-i",
-                    str(inventory),
-                    "--db",
-                    str(work / "ansible-cmp.db"),
-                    "--concurrency",
-                    str(forks),
-                    "-q",
-                ],
-                env,
-            ),
-            (
-                "ansible_setup",
-                [
-                    str(venv / "bin" / "ansible"),
-                    "all",
-                    "-i",
-                    str(inventory),
-                    "-m",
-                    "setup",
-                    "-f",
-                    str(forks),
-                ],
-                ansible_env,
-            ),
-        ):
-            remote0 = sshd_cpu(server.process.pid)
-            run = measure(command, run_env)
-            out = run.pop("stdout").decode(errors="replace")
-            run["remote_cpu_s"] = round(sshd_cpu(server.process.pid) - remote0, 2)
-            run["total_cpu_s"] = round(run["cpu_s"] + run["remote_cpu_s"], 2)
-            if label == "ansible_setup":
-                run["hosts_ok"] = out.count("| SUCCESS")
-            figures[label] = run
-        remote0 = sshd_cpu(server.process.pid)
-        floor = measure(
-            [
-                PYTHON,
-                __file__,
-                "--bare",
-                str(hosts),
-                str(ports[0]),
-                str(key),
-                str(known),
-                str(forks),
-                "root",
-            ],
-            env,
-        )
-        floor.pop("stdout")
-        floor["remote_cpu_s"] = round(sshd_cpu(server.process.pid) - remote0, 2)
-        floor["total_cpu_s"] = round(floor["cpu_s"] + floor["remote_cpu_s"], 2)
-        figures["bare_asyncssh_true"] = floor
-        fleet, ansible = figures["fleetcompat"], figures["ansible_setup"]
-        figures["speedup"] = {
-            "wall": round(ansible["wall_s"] / fleet["wall_s"], 1),
-            "client_cpu": round(ansible["cpu_s"] / fleet["cpu_s"], 1),
-            "total_cpu": round(ansible["total_cpu_s"] / fleet["total_cpu_s"], 1),
-        }
-        return figures
-    finally:
-        server.stop()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=10.0)
-    parser.add_argument("--ansible", help="a venv with ansible-core installed")
-    parser.add_argument("--ansible-hosts", type=int, default=30)
-    parser.add_argument(
-        "--ansible-forks", type=int, default=10, help="concurrency of both tools"
-    )
     parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--bare", nargs="+", help=argparse.SUPPRESS)
-    parser.add_argument("--only-ansible", action="store_true")
     args = parser.parse_args()
 
     if args.serve:
@@ -475,22 +356,13 @@ def main() -> None:
     try:
         out = REPO / "bench" / "results" / "collect.json"
         results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
-        if not args.only_ansible:
-            fleet = bench_fleet(work, args.hosts, args.concurrency, args.timeout)
-            results["fleet"] = fleet
-            print(json.dumps(fleet, indent=2), flush=True)
-            results["db"] = bench_db(work)
-            print(json.dumps(results["db"], indent=2), flush=True)
-        if args.ansible:
-            key = (
-                "ansible"
-                if args.ansible_forks == 10
-                else f"ansible_forks{args.ansible_forks}"
-            )
-            results[key] = bench_ansible(
-                work, Path(args.ansible), args.ansible_hosts, args.ansible_forks
-            )
-            print(json.dumps(results[key], indent=2), flush=True)
+        fleet = bench_fleet(work, args.hosts, args.concurrency, args.timeout)
+        results["fleet"] = fleet
+        print(json.dumps(fleet, indent=2), flush=True)
+        results["db"] = bench_db(work)
+        print(json.dumps(results["db"], indent=2), flush=True)
+        for stale in ("ansible", "ansible_forks1"):
+            results.pop(stale, None)  # now bench/results/ansible.json
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")
         print(f"written to {out}")
