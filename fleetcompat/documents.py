@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from fleetcompat.errors import InputError
+from fleetcompat.vault import Vaulted
 
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 """Largest document accepted from a file or string."""
@@ -73,6 +74,26 @@ class _BoundedLoader(yaml.SafeLoader):
                 f"{where}document expands to more than "
                 f"{MAX_YAML_NODES} nodes (an alias bomb?)"
             )
+
+
+class InventoryLoader(_BoundedLoader):
+    """The bounded loader that also reads Ansible's `!vault |` strings (inventories).
+
+    A `!vault` scalar becomes a `fleetcompat.vault.Vaulted`, still encrypted;
+    other documents refuse the tag, as any unknown tag.
+    """
+
+
+def _construct_vaulted(loader: _BoundedLoader, node: Any) -> Any:
+    """A `!vault` node as an undecrypted Vaulted, or an error when not a string."""
+    if not isinstance(node, yaml.ScalarNode):
+        raise yaml.constructor.ConstructorError(
+            None, None, "!vault must tag a string (the vault envelope)", node.start_mark
+        )
+    return Vaulted(str(node.value), node.start_mark.line + 1)
+
+
+InventoryLoader.add_constructor("!vault", _construct_vaulted)
 
 
 class _DuplicateKey(Exception):

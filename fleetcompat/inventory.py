@@ -14,10 +14,13 @@ then host vars. Of Ansible's connection variables these are honoured:
 `-o Port/User/IdentityFile=` and a `ProxyCommand` of the form `ssh -W %h:%p bastion`.
 Our own settings carry a `fleetcompat_` prefix (see `SETTINGS`).
 
-Jinja templates in values are not evaluated: a template in a connection variable
-makes the inventory invalid, so a host is never contacted at a half-rendered
-address. `!vault` values cannot be read from YAML; `ansible-inventory --list` output
-of the same inventory can.
+The SSH password comes from `ansible_password` (or `ansible_ssh_pass`) and is
+held as a `Secret`, which never prints. `!vault` values (and the
+`{"__ansible_vault": ...}` of `ansible-inventory --list`) are decrypted only in the
+variables fleetcompat reads, with the vault passwords of a `Keyring`; see
+`fleetcompat.inventory_vault`. Jinja templates in values are not evaluated: a
+template in a connection variable makes the inventory invalid, so a host is never
+contacted at a half-rendered address.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from typing import Any
 
 import yaml
 
-from fleetcompat.documents import MAX_DOCUMENT_BYTES, parse_text
+from fleetcompat.documents import MAX_DOCUMENT_BYTES, InventoryLoader, parse_text
 from fleetcompat.errors import InputError, InventoryError
+from fleetcompat.inventory_vault import PASSWORD_KEYS, HostVars
+from fleetcompat.vault import Keyring, Secret
 
 SETTINGS = {
     "fleetcompat_jump": "jump host chain, [user@]host[:port][,...]; 'none' for none",
@@ -70,7 +75,8 @@ class HostSpec:
 
     `address` is `ansible_host` or the name; `port`, `user` and `key_file` are None
     when the inventory leaves them to ~/.ssh/config and SSH's defaults. `skip` says
-    why the host is left out of collection, or is empty.
+    why the host is left out of collection, or is empty. `password`, when set, is
+    tried after the keys (it never prints, and is left out of comparisons).
     """
 
     name: str
@@ -84,6 +90,7 @@ class HostSpec:
     timeout: float | None = None
     skip: str = ""
     settings: Mapping[str, str] = field(default_factory=dict)
+    password: Secret | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -176,9 +183,12 @@ class _Group:
 class _Reader:
     """Reads one parsed inventory document into groups and host variables."""
 
-    def __init__(self, data: Any, source: str, text: str | bytes) -> None:
+    def __init__(
+        self, data: Any, source: str, text: str | bytes, vault: Keyring
+    ) -> None:
         self.source = source
         self.text = text
+        self.vault = vault
         self.groups: dict[str, _Group] = {"all": _Group("all")}
         self.host_vars: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
@@ -314,11 +324,14 @@ class _Reader:
         return found
 
 
-def load_inventory(path: str | Path) -> Inventory:
+def load_inventory(path: str | Path, vault: Keyring | None = None) -> Inventory:
     """Read an inventory file (Ansible YAML, or `ansible-inventory --list` JSON).
 
-    Raises InventoryError naming the file, and the line where it can be found, when
-    the file cannot be read, is not valid YAML/JSON, or holds a bad group or value.
+    `vault` holds the vault passwords; by default those the environment names
+    (ANSIBLE_VAULT_PASSWORD_FILE). Raises InventoryError naming the file, and the
+    line where it can be found, when the file cannot be read, is not valid
+    YAML/JSON, or holds a bad group or value, or a vaulted value fleetcompat
+    reads that cannot be decrypted.
     """
     path = Path(path)
     try:
@@ -326,19 +339,21 @@ def load_inventory(path: str | Path) -> Inventory:
             text = stream.read(MAX_DOCUMENT_BYTES + 1)
     except OSError as exc:
         raise InventoryError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return parse_inventory(text, str(path))
+    return parse_inventory(text, str(path), vault)
 
 
-def parse_inventory(text: str | bytes, source: str) -> Inventory:
+def parse_inventory(
+    text: str | bytes, source: str, vault: Keyring | None = None
+) -> Inventory:
     """Read an inventory from its text; `source` names it in errors."""
     try:
-        data = parse_text(text, source)
+        data = parse_text(text, source, InventoryLoader)
     except InventoryError:
         raise
     except InputError as exc:
         raise InventoryError(str(exc)) from None
 
-    reader = _Reader(data, source, text)
+    reader = _Reader(data, source, text, vault or Keyring.from_options())
     members = {name: reader.members(name) for name in reader.groups}
     host_groups: dict[str, list[str]] = {name: [] for name in reader.order}
     for group_name, member_names in members.items():
@@ -380,11 +395,19 @@ def _host_spec(
     name: str, variables: dict[str, Any], groups: tuple[str, ...], reader: _Reader
 ) -> HostSpec:
     """One host's spec from its merged variables."""
+    opened = HostVars(
+        name,
+        variables,
+        reader.vault,
+        reader.host_vars[name],
+        reader.groups,
+        lambda key, line, message: _host_error(reader, name, key, message, line),
+    )
 
     def value(*keys: str) -> str | None:
         for key in keys:
-            raw = variables.get(key)
-            if raw is None or isinstance(raw, dict):  # a dict: a vaulted value
+            raw = opened.get(key)
+            if raw is None or isinstance(raw, dict):
                 continue
             text = str(raw)
             if "{{" in text or "{%" in text:
@@ -395,7 +418,7 @@ def _host_spec(
         return None
 
     settings = {
-        key.removeprefix("fleetcompat_"): str(v)
+        key.removeprefix("fleetcompat_"): str(opened.get(key))
         for key, v in variables.items()
         if key.startswith("fleetcompat_") and v is not None
     }
@@ -417,6 +440,7 @@ def _host_spec(
 
     port_text = value("ansible_port", "ansible_ssh_port") or options.get("port")
     jump_text = settings.get("jump", options.get("jump"))
+    password = value(*PASSWORD_KEYS)
     return HostSpec(
         name=name,
         address=value("ansible_host", "ansible_ssh_host") or name,
@@ -429,6 +453,7 @@ def _host_spec(
         timeout=_timeout(settings.get("timeout"), name, reader),
         skip=skip,
         settings=settings,
+        password=Secret(password) if password else None,
     )
 
 
@@ -563,9 +588,11 @@ def _truthy(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on", "y")
 
 
-def _host_error(reader: _Reader, host: str, key: str, message: str) -> InventoryError:
+def _host_error(
+    reader: _Reader, host: str, key: str, message: str, line: int | None = None
+) -> InventoryError:
     """An error about one host's variable, at the line defining it when found."""
-    line = _find_key_line(reader.text, key)
+    line = line or _find_key_line(reader.text, key)
     where = f"line {line}: " if line else ""
     return InventoryError(f"{reader.source}: {where}host {host!r}: {key}: {message}")
 

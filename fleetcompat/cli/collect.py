@@ -90,6 +90,31 @@ def collection_options(func: F) -> F:
     return func
 
 
+def vault_options(func: F) -> F:
+    """Where vault passwords come from, for `!vault` values in the inventory."""
+    options = [
+        click.option(
+            "--vault-password-file",
+            "vault_password_files",
+            multiple=True,
+            metavar="FILE",
+            help="Vault password file (executable: run, stdout is the password). "
+            "Repeatable; ANSIBLE_VAULT_PASSWORD_FILE is read too.",
+        ),
+        click.option(
+            "--vault-id",
+            "vault_ids",
+            multiple=True,
+            metavar="[LABEL@]FILE",
+            help="Vault password file for a vault id, as Ansible's --vault-id "
+            "(never prompt). Repeatable.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def collect_options(
     concurrency: int, timeout: float, known_hosts: str, known_hosts_file: Path
 ) -> CollectOptions:
@@ -106,6 +131,7 @@ def collect_options(
 
 @click.command()
 @collection_options
+@vault_options
 @db_option
 @output_option("table", "json")
 @click.option(
@@ -124,6 +150,8 @@ def collect(
     known_hosts: str,
     known_hosts_file: Path,
     retain: int | None,
+    vault_password_files: tuple[str, ...],
+    vault_ids: tuple[str, ...],
 ) -> None:
     """Collect the features of every host of an inventory into the database.
 
@@ -139,6 +167,7 @@ def collect(
       fleetcompat collect -i inventory.yaml --limit 'web*,!web-canary' -o json
       ansible-inventory -i aws_ec2.yml --list > fleet.json
       fleetcompat collect -i fleet.json --known-hosts accept-new
+      fleetcompat collect -i inventory.yaml --vault-password-file ~/.vault_pass
 
     Exits 0 when every selected host was collected, 3 when some failed or were
     skipped (or none was left to collect), 2 for a bad inventory or a --limit
@@ -148,8 +177,10 @@ def collect(
     from fleetcompat.collect import collect_fleet
     from fleetcompat.inventory import load_inventory
     from fleetcompat.store import Store
+    from fleetcompat.vault import Keyring
 
-    fleet = load_inventory(inventory)
+    keyring = Keyring.from_options(vault_ids, vault_password_files)
+    fleet = load_inventory(inventory, keyring)
     fleet.select(limit)
     options = collect_options(concurrency, timeout, known_hosts, known_hosts_file)
     with Store(db) as store, _ProgressView(output) as view:
