@@ -3,7 +3,9 @@
 How a run goes:
 
 - The inventory's hosts are selected (`--limit`), keys, known_hosts files and
-  ~/.ssh/config are read once, and a run record is started.
+  ~/.ssh/config are read once, and a run record is started. Hosts start in
+  inventory order, except that those which timed out in their last attempt start
+  first, so their deadlines overlap the rest of the run rather than extend it.
 - An event loop in a worker thread contacts the hosts, at most `concurrency` of
   them connecting and authenticating at a time (the costly part, and what an
   sshd's MaxStartups counts); a host whose probe is running holds only its open
@@ -55,6 +57,7 @@ from fleetcompat.probing import (
     OUTCOMES,
     OUTPUT_INVALID,
     STRICT,
+    TIMEOUT,
     CollectOptions,
     ProbeResult,
     Timeouts,
@@ -196,7 +199,7 @@ def collect_fleet(
     started = time.monotonic()
 
     saver = _Saver(store, run_id, len(hosts), progress, started)
-    worker = _Worker(hosts, options)
+    worker = _Worker(slow_first(hosts, store), options)
     try:
         with _interrupts(worker):
             worker.start()
@@ -227,6 +230,23 @@ def collect_fleet(
         duration_s=time.monotonic() - started,
         pruned=pruned,
     )
+
+
+def slow_first(hosts: list[HostSpec], store: Store) -> list[HostSpec]:
+    """The hosts in inventory order, those that timed out last time first.
+
+    A host that hung in the previous run will likely hang again: started first,
+    its deadline runs while the rest of the fleet is collected, instead of
+    after it, so known-bad hosts do not lengthen a nightly run.
+    """
+    timed_out = {
+        status.host.name
+        for status in store.hosts()
+        if status.latest is not None and status.latest.status == TIMEOUT
+    }
+    if not timed_out:
+        return hosts
+    return sorted(hosts, key=lambda spec: spec.name not in timed_out)
 
 
 def mark_killed_runs(store: Store) -> list[int]:

@@ -172,6 +172,7 @@ class Peer:
     close: Callable[[], Any]
     host_key: asyncssh.SSHKey | None = None
     connections: list[Any] = field(default_factory=list)
+    """When each connection arrived (time.monotonic()), for SSH peers."""
 
     def known_hosts_line(self) -> str:
         """A known_hosts line for this peer's host key."""
@@ -203,13 +204,20 @@ Behaviour = Callable[[asyncssh.SSHServerProcess[bytes]], Any]
 
 
 class _Server(asyncssh.SSHServer):  # type: ignore[misc]
-    """Accepts any client key unless told to refuse every one; may drop some."""
+    """Accepts any client key unless told to refuse every one; may drop some.
 
-    def __init__(self, refuse_keys: bool, drops: list[int]) -> None:
+    Each connection's arrival time (monotonic) is appended to `arrivals`.
+    """
+
+    def __init__(
+        self, refuse_keys: bool, drops: list[int], arrivals: list[Any]
+    ) -> None:
         self.refuse_keys = refuse_keys
         self.drops = drops
+        self.arrivals = arrivals
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.arrivals.append(time.monotonic())
         if self.drops and self.drops[0] > 0:
             self.drops[0] -= 1
             conn.abort()
@@ -239,16 +247,17 @@ async def ssh_peer(
     """
     key = host_key or asyncssh.generate_private_key("ssh-ed25519")
     drops = [drop_first]
+    arrivals: list[Any] = []
     server = await asyncssh.listen(
         address,
         0,
         server_host_keys=[key],
-        server_factory=lambda: _Server(refuse_keys, drops),
+        server_factory=lambda: _Server(refuse_keys, drops, arrivals),
         process_factory=behaviour,
         encoding=None,
     )
     port = server.sockets[0].getsockname()[1]
-    return Peer(address, port, server.close, key)
+    return Peer(address, port, server.close, key, arrivals)
 
 
 def serve_output(output: bytes) -> Behaviour:
