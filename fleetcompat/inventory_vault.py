@@ -20,8 +20,11 @@ from typing import Any, Protocol
 from fleetcompat.errors import InventoryError
 from fleetcompat.vault import Keyring, vaulted
 
-PASSWORD_KEYS = ("ansible_password", "ansible_ssh_pass", "ansible_ssh_password")
-"""The variables Ansible reads a host's SSH password from, first one set wins."""
+PASSWORD_KEYS = ("ansible_ssh_password", "ansible_ssh_pass", "ansible_password")
+"""The variables a host's SSH password comes from, the first one set winning.
+
+Ansible's ssh plugin lists them the other way round and takes the last one set.
+"""
 
 
 class _Group(Protocol):

@@ -6,9 +6,15 @@ once), ~/.ssh/config (parsed once) and the connections to bastions (one per jump
 chain, shared by every host behind it). `Fleet.probe` runs one host under its
 deadlines and turns every failure into an outcome with a reason.
 
-No password or passphrase is ever used or stored: authentication is by keys
-(files or the agent); an encrypted key file with no agent holding it cannot be
-used, since a nightly run cannot prompt.
+Authentication is by keys first (files, then the agent's): an encrypted key file
+with no agent holding it cannot be used, since a nightly run cannot prompt. A host
+whose inventory gives a password (`ansible_password`, often vaulted) is then
+offered it, once, by keyboard-interactive authentication (answering only prompts
+that ask for a password; any other prompt, such as a one-time code, fails the
+authentication with that prompt named) or by password authentication. Only that
+host gets it, never a jump host, and only after its host key was verified. The
+password is held as a `Secret` until the one call that sends it, and appears in
+no message, log line or repr.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import shlex
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +54,7 @@ from fleetcompat.probing import (
     run_local,
 )
 from fleetcompat.sshconfig import SSHConfig
+from fleetcompat.vault import Secret
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +238,7 @@ class Fleet:
             user=user or config.user or self.ssh_config.local_user,
             keys=self.client_keys(spec, inherited),
             jump=jump or (),
+            password=spec.password if isinstance(spec, HostSpec) else None,
         )
 
     def jump_of(self, spec: HostSpec) -> tuple[Endpoint, ...]:
@@ -260,6 +268,7 @@ class Fleet:
 
         loop = asyncio.get_running_loop()
         client = _Client(self, target, phase, loop, timeouts.auth)
+        by_password = target.password is not None
         try:
             async with asyncio.timeout(timeouts.connect) as deadline:
                 client.deadline = deadline
@@ -274,9 +283,13 @@ class Fleet:
                     client_keys=None,
                     agent_path=None,
                     agent_identities=None,
-                    preferred_auth="publickey",
-                    password_auth=False,
-                    kbdint_auth=False,
+                    preferred_auth=(
+                        "publickey,keyboard-interactive,password"
+                        if by_password
+                        else "publickey"
+                    ),
+                    password_auth=by_password,
+                    kbdint_auth=by_password,
                     gss_host=None,
                     config=None,
                     login_timeout=timeouts.connect + timeouts.auth,
@@ -383,6 +396,7 @@ class _Target:
     user: str
     keys: list[asyncssh.SSHKeyPair]
     jump: tuple[Endpoint, ...]
+    password: Secret | None = field(default=None, repr=False)
 
 
 class Phase:
@@ -432,6 +446,9 @@ class _Client(asyncssh.SSHClient):
         self.deadline: asyncio.Timeout | None = None
         self.offered_key: asyncssh.SSHKey | None = None
         self.keys_given = False
+        self.auth_started = False
+        self.password_sent = False
+        self.declined_prompt: str | None = None
 
     def validate_host_public_key(
         self, host: str, addr: str, port: int, key: asyncssh.SSHKey
@@ -450,10 +467,55 @@ class _Client(asyncssh.SSHClient):
         if self.keys_given:
             return None
         self.keys_given = True
+        self._start_auth()
+        return list(self.target.keys) or None
+
+    def password_auth_requested(self) -> str | None:
+        """The host's password, once in all (keys were tried first)."""
+        return self._password_once()
+
+    def kbdint_auth_requested(self) -> str | None:
+        """Keyboard-interactive only while the password is still unsent."""
+        if self.target.password is None or self.password_sent:
+            return None
+        self._start_auth()
+        return ""
+
+    def kbdint_challenge_received(
+        self, name: str, instructions: str, lang: str, prompts: Any
+    ) -> list[str] | None:
+        """Answer prompts that ask for a password; refuse any other (a code...)."""
+        texts = [str(text) for text, _echo in prompts]
+        if not texts:
+            return []  # a message only, no question
+        declined = [text for text in texts if not _asks_password(text)]
+        if declined:
+            self.declined_prompt = declined[0].strip()[:80]
+            return None
+        password = self._password_once()
+        return None if password is None else [password] * len(texts)
+
+    def _password_once(self) -> str | None:
+        """The password to send, the first time only (no retries to lock out)."""
+        if self.target.password is None or self.password_sent:
+            return None
+        self._start_auth()
+        self.password_sent = True
+        return self.target.password.reveal()
+
+    def _start_auth(self) -> None:
+        """Move into the auth phase and onto its deadline (once)."""
+        if self.auth_started:
+            return
+        self.auth_started = True
         self.phase.name = "auth"
         if self.deadline is not None:
             self.deadline.reschedule(self.loop.time() + self.auth_timeout)
-        return list(self.target.keys) or None
+
+
+def _asks_password(prompt: str) -> bool:
+    """Whether a keyboard-interactive prompt asks for the account's password."""
+    return "password" in prompt.lower()
 
 
 def _has_known_keys(
@@ -495,11 +557,7 @@ def _translate(
             "(ssh-keyscan) or collect once with --known-hosts accept-new",
         )
     if isinstance(exc, asyncssh.PermissionDenied):
-        return CollectError(
-            AUTH_FAILED,
-            f"{target.user}@{where} refused every key offered "
-            f"({len(target.keys)} key(s)); check ansible_user and the key",
-        )
+        return CollectError(AUTH_FAILED, _auth_refusal(target, client))
     if isinstance(exc, asyncssh.ChannelOpenError):
         text = exc.reason or "channel open failed"
         outcome = REFUSED if "refused" in text.lower() else UNREACHABLE
@@ -515,6 +573,30 @@ def _translate(
     if isinstance(exc, OSError):
         return CollectError(UNREACHABLE, f"{where}: {exc.strerror or exc}")
     return CollectError(UNREACHABLE, f"{where}: {exc}")
+
+
+def _auth_refusal(target: _Target, client: _Client) -> str:
+    """Why authentication failed, in words that say what to check (no secret)."""
+    login = f"{target.user}@{target.host}:{target.port}"
+    keys = f"every key offered ({len(target.keys)} key(s))"
+    if client.password_sent:
+        return (
+            f"{login} refused {keys} and the password; check ansible_user, "
+            "the key and ansible_password"
+        )
+    if client.declined_prompt is not None:
+        return (
+            f"{login} refused {keys}, and its keyboard-interactive login asked "
+            f"{client.declined_prompt!r}, which fleetcompat does not answer (only "
+            "password prompts); use a key for this host"
+        )
+    if target.password is not None:
+        return (
+            f"{login} refused {keys} and accepts no password "
+            "(PasswordAuthentication and KbdInteractiveAuthentication off?); "
+            "check ansible_user and the key"
+        )
+    return f"{login} refused {keys}; check ansible_user and the key"
 
 
 async def _tcp_connect(host: str, port: int) -> socket.socket:
