@@ -448,6 +448,7 @@ class _Client(asyncssh.SSHClient):
         self.keys_given = False
         self.auth_started = False
         self.password_sent = False
+        self.kbdint_tried = False
         self.declined_prompt: str | None = None
 
     def validate_host_public_key(
@@ -475,9 +476,10 @@ class _Client(asyncssh.SSHClient):
         return self._password_once()
 
     def kbdint_auth_requested(self) -> str | None:
-        """Keyboard-interactive only while the password is still unsent."""
-        if self.target.password is None or self.password_sent:
+        """Keyboard-interactive once, and only while the password is unsent."""
+        if self.target.password is None or self.password_sent or self.kbdint_tried:
             return None
+        self.kbdint_tried = True
         self._start_auth()
         return ""
 
