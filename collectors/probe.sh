@@ -49,9 +49,26 @@ NL='
 '
 RDIR=$NL RAT= RHOPS=0 RS=ok
 RDIR2=$NL RAT2= RHOPS2=0 RS2=ok
-START=$(date +%s 2>/dev/null || echo 0)
 LIMIT=${FLEETCOMPAT_MAX_SECONDS:-60}
 COUNT=0
+
+clock() {
+	# clock: sets NOW to whole seconds of a clock that only moves forward (0: none).
+	# /proc/uptime is this machine's own, root prefix or not, and read without a
+	# fork; date is the fallback where it cannot be read.
+	if [ "$CLOCK" = uptime ]; then
+		NOW=
+		{ read -r NOW _ </proc/uptime; } 2>/dev/null
+		NOW=${NOW%%.*}
+	else
+		NOW=$(date +%s 2>/dev/null || echo 0)
+	fi
+	case $NOW in '' | *[!0-9]*) NOW=0 ;; esac
+}
+CLOCK=uptime
+clock
+[ "$NOW" = 0 ] && CLOCK=date && clock
+START=$NOW
 
 emit() {
 	# emit TEXT: write one chunk of output and count it against the total bound.
@@ -116,15 +133,36 @@ walk() {
 	done
 }
 
+unreached() {
+	# unreached PATH: on a live host, for a PATH the kernel does not reach, sets S
+	# as the walk would (U when the name that fails sits in a directory that
+	# cannot be searched, else A) without reading a link; false when that name is
+	# a symlink (broken, or a loop) or the path has . or .. names: walk those.
+	case $1 in */./* | */../* | */. | */.. | *//*) return 1 ;; esac
+	_up=$1
+	while
+		_last=$_up
+		_up=${_up%/*}
+		[ -n "$_up" ] && ! [ -e "$_up" ]
+	do :; done
+	[ -L "$_last" ] && return 1
+	if [ -d "$_up" ] && ! [ -e "$_up/." ]; then S=U; else S=A; fi
+	P=
+	return 0
+}
+
 resolve() {
 	# resolve PATH: sets P to PATH with its symlinks followed (inside the root,
 	# as if it were /) and S to ok, A (absent) or U (behind a directory that
 	# cannot be searched, so it may exist). The last two directories resolved
 	# are remembered: a path below one of them is walked on from there.
-	if [ -z "$R" ] && [ -e "$1" ]; then
-		P=$1
-		S=ok
-		return 0
+	if [ -z "$R" ]; then
+		if [ -e "$1" ]; then
+			P=$1
+			S=ok
+			return 0
+		fi
+		unreached "$1" && return 0
 	fi
 	_d=${1%/*}
 	if [ "$_d" != "$RDIR" ]; then
@@ -158,14 +196,33 @@ over() {
 	fi
 	COUNT=$((COUNT + 1))
 	if [ $((COUNT % 200)) -eq 0 ] && [ "$START" != 0 ]; then
-		NOW=$(date +%s 2>/dev/null || echo "$START")
-		if [ $((NOW - START)) -gt "$LIMIT" ]; then
+		clock
+		if [ "$NOW" != 0 ] && [ $((NOW - START)) -gt "$LIMIT" ]; then
 			STOPPED=1
 			emit "#note time bound of $LIMIT s reached; later paths not gathered"
 			return 0
 		fi
 	fi
 	return 1
+}
+
+shellread() {
+	# shellread FILE MAX: sets c to FILE's content as read by the shell's own read,
+	# without a fork, trailing newlines kept; empty when FILE is empty, cannot be
+	# read (an error reads as the end) or holds more than MAX bytes: head decides.
+	# The shell reads byte by byte: only for the small attribute files of /sys and
+	# string sysctls (an integer sysctl reads as its first byte that way).
+	c=
+	l=
+	{
+		while IFS= read -r l; do
+			c=$c$l$NL
+			l=
+			if [ "${#c}" -gt "$2" ]; then break; fi
+		done
+		c=$c$l
+	} 2>/dev/null <"$1"
+	if [ "${#c}" -gt "$2" ]; then c=; fi
 }
 
 file() {
@@ -180,6 +237,18 @@ file() {
 	if [ "$S" != ok ]; then
 		K=$S
 	elif [ -f "$f" ]; then
+		c=
+		case $1 in
+		/sys/* | /proc/sys/kernel/arch | /proc/sys/kernel/osrelease)
+			shellread "$f" "$max"
+			if [ -n "$c" ]; then
+				K=F
+				emit "$K ${#c} $E"
+				emit "$c"
+				return 0
+			fi
+			;;
+		esac
 		# The x keeps trailing newlines; one byte over the bound shows a cut.
 		c=$(head -c $((max + 1)) "$f" 2>/dev/null && echo x)
 		case $c in
@@ -384,7 +453,14 @@ file /proc/sys/kernel/osrelease
 KVER=
 resolve /proc/sys/kernel/osrelease
 [ "$S" = ok ] && [ -f "$R$P" ] && read -r KVER <"$R$P"
-KVER=$(printf '%s' "$KVER" | sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//')
+# White space (the [:space:] class: blank, tab, CR, LF, VT, FF) off both ends.
+while :; do
+	case $KVER in
+	[[:space:]]*) KVER=${KVER#?} ;;
+	*[[:space:]]) KVER=${KVER%?} ;;
+	*) break ;;
+	esac
+done
 kconfig() {
 	# kconfig PATH: record the candidate; true once a readable one is found.
 	case $1 in
