@@ -316,4 +316,4 @@ def test_ssh_config_resolves_like_openssh(tmp_path: Path) -> None:
     assert web2.port == 2202
     assert [Path(p).name for p in web2.identity_files] == ["k1", "k2"]
     assert db.proxy_jump == "gw"
-    assert db.user == "everyone"
+    assert db.user == "never"  # `Match exec true` runs `true`, which matches
