@@ -15,7 +15,7 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleetcompat.errors import CollectError
+from fleetcompat.errors import CollectError, InputError
 from fleetcompat.inventory import HostSpec
 
 OK = "ok"
@@ -42,6 +42,9 @@ OUTCOMES = (
 )
 """Every outcome a host can end with; all but "ok" are failures."""
 
+PHASES = ("connect", "auth", "probe")
+"""The phases of contacting a host, each under its own deadline, in order."""
+
 STRICT = "strict"
 ACCEPT_NEW = "accept-new"
 MAX_OUTPUT_BYTES = 32 * 1024 * 1024
@@ -58,14 +61,33 @@ class Timeouts:
     host: float = 90.0
 
     @classmethod
-    def for_host(cls, seconds: float) -> Timeouts:
-        """Phase deadlines that fit in one per-host deadline."""
-        return cls(
-            connect=min(10.0, seconds * 0.3),
-            auth=min(15.0, seconds * 0.3),
-            probe=seconds,
+    def for_host(
+        cls,
+        seconds: float,
+        connect: float | None = None,
+        auth: float | None = None,
+        probe: float | None = None,
+    ) -> Timeouts:
+        """Phase deadlines inside one per-host deadline; those not given derived.
+
+        connect and auth default to 30% of the host deadline (at most 10 s and
+        15 s), probe to the whole of it. Raises InputError for a phase deadline
+        longer than the host deadline.
+        """
+        timeouts = cls(
+            connect=min(10.0, seconds * 0.3) if connect is None else connect,
+            auth=min(15.0, seconds * 0.3) if auth is None else auth,
+            probe=seconds if probe is None else probe,
             host=seconds,
         )
+        for phase in PHASES:
+            limit = getattr(timeouts, phase)
+            if limit > seconds:
+                raise InputError(
+                    f"the {phase} deadline ({limit:g}s) is longer than the host "
+                    f"deadline ({seconds:g}s)"
+                )
+        return timeouts
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,10 +65,14 @@ def collection_options(func: F) -> F:
         click.option(
             "--timeout",
             type=click.FloatRange(min=0.1),
+            metavar="SECONDS",
             default=90.0,
             show_default=True,
             help="Deadline per host, in seconds, over connect, auth and probe.",
         ),
+        _phase_option("connect", "TCP connect and SSH handshake", "at most 10"),
+        _phase_option("auth", "user authentication", "at most 15"),
+        _phase_option("probe", "running the probe, reading its output", ""),
         click.option(
             "--known-hosts",
             "known_hosts",
@@ -88,6 +92,34 @@ def collection_options(func: F) -> F:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+PHASE_TIMEOUTS = "fleetcompat.phase_timeouts"
+"""Where the phase deadline options are kept in the click context's meta.
+
+They are not passed to the commands as parameters (collect and audit share
+these options, and their signatures stay as they are); `collect_options` reads
+them from there.
+"""
+
+
+def _phase_option(phase: str, what: str, cap: str) -> Callable[[F], F]:
+    """A --PHASE-timeout option: one phase's deadline, kept for collect_options."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is not None:
+            ctx.meta.setdefault(PHASE_TIMEOUTS, {})[phase] = value
+
+    return click.option(
+        f"--{phase}-timeout",
+        type=click.FloatRange(min=0.1),
+        metavar="SECONDS",
+        expose_value=False,
+        callback=remember,
+        show_default=f"30% of --timeout, {cap}" if cap else "--timeout",
+        help=f"Deadline of the {phase} phase ({what}), in seconds; "
+        "not above --timeout.",
+    )
 
 
 def vault_options(func: F) -> F:
@@ -118,12 +150,24 @@ def vault_options(func: F) -> F:
 def collect_options(
     concurrency: int, timeout: float, known_hosts: str, known_hosts_file: Path
 ) -> CollectOptions:
-    """The collector's settings from the shared command-line options."""
+    """The collector's settings from the shared command-line options.
+
+    The phase deadlines come from the click context (see PHASE_TIMEOUTS); one
+    longer than --timeout is a usage error naming both.
+    """
     from fleetcompat.collect import CollectOptions, Timeouts
 
+    context = click.get_current_context(silent=True)
+    phases = context.meta.get(PHASE_TIMEOUTS, {}) if context else {}
+    for phase, seconds in phases.items():
+        if seconds > timeout:
+            raise click.UsageError(
+                f"--{phase}-timeout {seconds:g} is longer than the host deadline, "
+                f"--timeout {timeout:g}"
+            )
     return CollectOptions(
         concurrency=concurrency,
-        timeouts=Timeouts.for_host(timeout),
+        timeouts=Timeouts.for_host(timeout, **phases),
         known_hosts=known_hosts,
         known_hosts_file=known_hosts_file,
     )
@@ -179,10 +223,10 @@ def collect(
     from fleetcompat.store import Store
     from fleetcompat.vault import Keyring
 
+    options = collect_options(concurrency, timeout, known_hosts, known_hosts_file)
     keyring = Keyring.from_options(vault_ids, vault_password_files)
     fleet = load_inventory(inventory, keyring)
     fleet.select(limit)
-    options = collect_options(concurrency, timeout, known_hosts, known_hosts_file)
     with Store(db) as store, _ProgressView(output) as view:
         summary = collect_fleet(
             fleet, store, limit=limit, options=options, retain=retain, progress=view
