@@ -95,11 +95,16 @@ class HostSpec:
 
 @dataclass(frozen=True)
 class Inventory:
-    """The hosts of an inventory file and the groups that name them."""
+    """The hosts of an inventory file and the groups that name them.
+
+    `sealed` holds the hosts whose vaulted values could not be decrypted, with
+    the error: such a host is listed as skipped, and selecting it is an error.
+    """
 
     source: str
     hosts: tuple[HostSpec, ...]
     groups: Mapping[str, tuple[str, ...]]
+    sealed: Mapping[str, str] = field(default_factory=dict)
 
     def host(self, name: str) -> HostSpec:
         """One host by name; KeyError when absent."""
@@ -114,10 +119,11 @@ class Inventory:
         Terms are separated by commas (or colons); each names a host or a group,
         may use shell globs, `~regex`, and a leading `!` (exclude) or `&`
         (intersect). Raises InventoryError when a term, or the whole pattern,
-        matches nothing.
+        matches nothing, or when a host selected has a vaulted value that could
+        not be decrypted.
         """
         if not pattern or pattern.strip() in ("all", "*"):
-            return list(self.hosts)
+            return self._opened(list(self.hosts))
 
         chosen: set[str] = set()
         include = [t for t in _terms(pattern) if t[0] not in "!&"]
@@ -132,7 +138,14 @@ class Inventory:
                 chosen -= self._match(term[1:], pattern)
         if not chosen:
             raise InventoryError(f"--limit {pattern}: selects no host of {self.source}")
-        return [h for h in self.hosts if h.name in chosen]
+        return self._opened([h for h in self.hosts if h.name in chosen])
+
+    def _opened(self, hosts: list[HostSpec]) -> list[HostSpec]:
+        """The hosts, unless one holds a vaulted value not decrypted (the error)."""
+        for spec in hosts:
+            if spec.name in self.sealed:
+                raise InventoryError(self.sealed[spec.name])
+        return hosts
 
     def _match(self, term: str, pattern: str) -> set[str]:
         """Host names one term matches, by host name or group name."""
@@ -192,10 +205,16 @@ class _Reader:
         self.groups: dict[str, _Group] = {"all": _Group("all")}
         self.host_vars: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
+        self.sealed: dict[str, str] = {}
         # `ansible-inventory --list` JSON (it always has _meta) lists a group's
         # hosts; Ansible's YAML inventory refuses a list there.
         self.listing = isinstance(data, dict) and "_meta" in data
         self._read(data)
+
+    def seal(self, host: str, error: InventoryError) -> InventoryError:
+        """Record that a host's vaulted value could not be decrypted; the error."""
+        self.sealed[host] = str(error)
+        return error
 
     def error(self, path: Iterable[str | int], message: str) -> InventoryError:
         """An InventoryError naming the file and, when found, the line of `path`."""
@@ -371,7 +390,13 @@ def parse_inventory(
             variables.update(group.vars)
         variables.update(reader.host_vars[name])
         names = tuple(g.name for g in ordered if g.name not in ("all", "ungrouped"))
-        hosts.append(_host_spec(name, variables, names, reader))
+        try:
+            spec = _host_spec(name, variables, names, reader)
+        except InventoryError as exc:
+            if name not in reader.sealed:
+                raise
+            spec = HostSpec(name, name, groups=names, skip=str(exc))
+        hosts.append(spec)
 
     if not hosts:
         raise InventoryError(f"{source}: the inventory names no hosts")
@@ -380,7 +405,7 @@ def parse_inventory(
     }
     ungrouped = tuple(h.name for h in hosts if not h.groups)
     groups["ungrouped"] = tuple(dict.fromkeys(groups.get("ungrouped", ()) + ungrouped))
-    return Inventory(source, tuple(hosts), groups)
+    return Inventory(source, tuple(hosts), groups, reader.sealed)
 
 
 def _priority(group: _Group) -> int:
@@ -401,7 +426,9 @@ def _host_spec(
         reader.vault,
         reader.host_vars[name],
         reader.groups,
-        lambda key, line, message: _host_error(reader, name, key, message, line),
+        lambda key, line, message: reader.seal(
+            name, _host_error(reader, name, key, message, line)
+        ),
     )
 
     def value(*keys: str) -> str | None:

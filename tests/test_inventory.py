@@ -10,6 +10,7 @@ import pytest
 from fleetcompat.errors import InventoryError
 from fleetcompat.inventory import Endpoint, load_inventory, parse_inventory
 from fleetcompat.sshconfig import SSHConfig
+from fleetcompat.vault import Keyring
 from tests.conftest import REPO
 
 NESTED = """\
@@ -41,8 +42,12 @@ all:
 """
 
 
-def test_example_inventory_loads_with_every_feature() -> None:
-    inventory = load_inventory(REPO / "inventory.example.yaml")
+def test_example_inventory_loads_with_every_feature(tmp_path: Path) -> None:
+    vault_pass = tmp_path / "vault-pass"
+    vault_pass.write_text("test-vault-password\n")  # the example's, as it says
+    vault = Keyring.from_options(password_files=[str(vault_pass)], environ={})
+
+    inventory = load_inventory(REPO / "inventory.example.yaml", vault)
 
     names = [h.name for h in inventory.hosts]
     assert "localhost" in names and inventory.host("localhost").local
@@ -55,6 +60,9 @@ def test_example_inventory_loads_with_every_feature() -> None:
     )
     assert len(inventory.host("edge-7.example.com").jump or ()) == 2
     assert inventory.host("lab-box").jump == ()
+    appliance = inventory.host("appliance-3.example.com")
+    assert appliance.password is not None
+    assert appliance.password.reveal() == "Setec Astronomy"
 
 
 def test_demo_inventory_has_this_machine_and_an_unreachable_host() -> None:

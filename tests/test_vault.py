@@ -145,7 +145,7 @@ def test_wrong_password_names_file_line_host_group_and_variable(
     wrong = password_file(tmp_path, "hunter42")
 
     with pytest.raises(InventoryError) as caught:
-        parse_inventory(text, "inv.yaml", keyring(wrong))
+        parse_inventory(text, "inv.yaml", keyring(wrong)).select(None)
 
     message = str(caught.value)
     assert message.startswith("inv.yaml: line 5: host 'h': ansible_password: ")
@@ -158,11 +158,23 @@ def test_no_vault_password_for_a_used_value_is_a_clear_error() -> None:
     text = inventory_with({"ansible_host": ONE_LINE_11})
 
     with pytest.raises(InventoryError) as caught:
-        parse_inventory(text, "inv.yaml", Keyring())
+        parse_inventory(text, "inv.yaml", Keyring()).select("h")
 
     message = str(caught.value)
     assert "host 'h': ansible_host: set in the vars of host 'h'" in message
     assert "--vault-password-file" in message
+
+
+def test_a_host_left_out_by_limit_needs_no_vault_password() -> None:
+    text = inventory_with({"ansible_password": ONE_LINE_11})
+    text += "    other:\n      hosts:\n        o:\n          ansible_user: u\n"
+
+    inventory = parse_inventory(text, "inv.yaml", Keyring())
+
+    assert [h.name for h in inventory.select("other")] == ["o"]
+    assert "vaulted" in inventory.host("h").skip
+    with pytest.raises(InventoryError, match="host 'h': ansible_password"):
+        inventory.select("all")
 
 
 def test_a_vaulted_variable_fleetcompat_does_not_use_stays_unread() -> None:
