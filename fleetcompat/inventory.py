@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import shlex
-import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +36,7 @@ import yaml
 
 from fleetcompat.documents import MAX_DOCUMENT_BYTES, InventoryLoader, parse_text
 from fleetcompat.errors import InputError, InventoryError
+from fleetcompat.inventory_syntax import expand_hosts, ssh_args
 from fleetcompat.inventory_vault import PASSWORD_KEYS, HostVars
 from fleetcompat.vault import Keyring, Secret
 
@@ -52,7 +51,6 @@ SETTINGS = {
 
 GROUP_KEYS = {"hosts", "vars", "children"}
 CONNECTIONS = {"ssh", "smart", "paramiko", "local"}
-_RANGE = re.compile(r"\[([0-9a-zA-Z]+):([0-9a-zA-Z]+)(?::(\d+))?\]")
 
 
 @dataclass(frozen=True)
@@ -286,7 +284,7 @@ class _Reader:
             where = path + [pattern]
             if variables is not None and not isinstance(variables, dict):
                 raise self.error(where, f"host {pattern!r}: vars must be a mapping")
-            for name, port in _expand(
+            for name, port in expand_hosts(
                 str(pattern), lambda m, w=where: self.error(w, m)
             ):
                 extra = {"ansible_port": port} if port else {}
@@ -458,7 +456,10 @@ def _host_spec(
             None, [value("ansible_ssh_common_args"), value("ansible_ssh_extra_args")]
         )
     )
-    options, skip = _ssh_args(args, name, reader)
+    try:
+        options, skip = ssh_args(args)
+    except ValueError as exc:
+        raise _host_error(reader, name, "ansible_ssh_common_args", str(exc)) from None
     connection = (value("ansible_connection") or "ssh").lower()
     if connection not in CONNECTIONS:
         skip = f"ansible_connection {connection!r} is not supported (ssh or local)"
@@ -482,84 +483,6 @@ def _host_spec(
         settings=settings,
         password=Secret(password) if password else None,
     )
-
-
-def _ssh_args(args: str, host: str, reader: _Reader) -> tuple[dict[str, str], str]:
-    """The options we honour from `ssh` command-line arguments, and a skip reason."""
-    try:
-        words = shlex.split(args)
-    except ValueError as exc:
-        raise _host_error(reader, host, "ansible_ssh_common_args", str(exc)) from None
-
-    found: dict[str, str] = {}
-    skip = ""
-    flags = {"-J": "jump", "-p": "port", "-l": "user", "-i": "key"}
-    named = {"proxyjump": "jump", "port": "port", "user": "user", "identityfile": "key"}
-    i = 0
-    while i < len(words):
-        word = words[i]
-        flag, attached = word[:2], word[2:]
-        if flag in flags or flag == "-o":
-            if attached:
-                argument = attached
-            elif i + 1 < len(words):
-                i += 1
-                argument = words[i]
-            else:
-                break
-            if flag != "-o":
-                found.setdefault(flags[flag], argument)
-            else:
-                key, _, val = argument.partition("=")
-                if not val and " " in key:
-                    key, _, val = key.partition(" ")
-                key = key.strip().lower()
-                if key in named:
-                    found.setdefault(named[key], val.strip())
-                elif key == "proxycommand":
-                    bastion = _proxy_command_bastion(val)
-                    if bastion:
-                        found.setdefault("jump", bastion)
-                    else:
-                        skip = (
-                            f"ProxyCommand {val!r} is not supported; "
-                            "use ProxyJump or fleetcompat_jump"
-                        )
-        i += 1
-    return found, skip
-
-
-def _proxy_command_bastion(command: str) -> str | None:
-    """The bastion of `ssh [-p P] [-l U] [-q] -W %h:%p [user@]bastion`, else None."""
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        return None
-    if not words or Path(words[0]).name != "ssh" or "-W" not in words:
-        return None
-    user = port = None
-    rest = []
-    i = 1
-    while i < len(words):
-        word = words[i]
-        if word in ("-W", "-p", "-l", "-o", "-i", "-F") and i + 1 < len(words):
-            if word == "-p":
-                port = words[i + 1]
-            elif word == "-l":
-                user = words[i + 1]
-            elif word == "-W" and words[i + 1] != "%h:%p":
-                return None
-            i += 2
-            continue
-        if not word.startswith("-"):
-            rest.append(word)
-        i += 1
-    if len(rest) != 1:
-        return None
-    destination = rest[0]
-    if user and "@" not in destination:
-        destination = f"{user}@{destination}"
-    return f"{destination}:{port}" if port else destination
 
 
 def _jump_chain(
@@ -631,37 +554,6 @@ def _kind(value: Any) -> str:
     if isinstance(value, str):
         return "string"
     return type(value).__name__
-
-
-def _expand(pattern: str, error: Any) -> list[tuple[str, int | None]]:
-    """Host names from a pattern with `[a:b]` / `[a:b:step]` ranges and `:port`."""
-    port = None
-    host_part = pattern
-    if pattern.count(":") == 1 or (":" in pattern and "]" in pattern.rsplit(":", 1)[0]):
-        head, _, tail = pattern.rpartition(":")
-        if tail.isdigit() and not head.endswith("["):
-            host_part, port = head, int(tail)
-    match = _RANGE.search(host_part)
-    if not match:
-        return [(host_part, port)]
-
-    start, end, step = match.group(1), match.group(2), int(match.group(3) or 1)
-    if start.isdigit() and end.isdigit():
-        width = len(start) if start.startswith("0") else 0
-        values = [str(n).zfill(width) for n in range(int(start), int(end) + 1, step)]
-    elif len(start) == 1 and len(end) == 1 and start.isalpha() and end.isalpha():
-        letters = string.ascii_letters
-        values = list(letters[letters.index(start) : letters.index(end) + 1 : step])
-    else:
-        raise error(f"bad host range {match.group(0)!r}")
-    if not values or len(values) > 100_000:
-        raise error(f"host range {match.group(0)!r} is empty or too large")
-
-    found = []
-    for value in values:
-        name = host_part[: match.start()] + value + host_part[match.end() :]
-        found.extend(_expand(name if port is None else f"{name}:{port}", error))
-    return found
 
 
 def _line_of(text: str | bytes, path: list[Any]) -> int | None:
