@@ -17,7 +17,9 @@ import os
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from fleetcompat.cli.main import main
 from fleetcompat.documents import parse_text
 from fleetcompat.errors import InputError, InventoryError
 from fleetcompat.inventory import parse_inventory
@@ -329,3 +331,56 @@ def test_a_password_file_given_in_the_environment_is_used_by_default(
     text = inventory_with({"ansible_user": ONE_LINE_11})
 
     assert parse_inventory(text, "inv.yaml").host("h").user == "Setec Astronomy"
+
+
+def test_collect_with_a_wrong_vault_password_exits_2_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(inventory_with({"ansible_user": ONE_LINE_11}))
+    wrong = password_file(tmp_path, "hunter42")
+    db = tmp_path / "f.db"
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "collect",
+            "-i",
+            str(inv),
+            "--db",
+            str(db),
+            "--vault-password-file",
+            str(wrong),
+        ],
+    )
+
+    assert result.exit_code == 2
+    assert "host 'h': ansible_user: set in the vars of host 'h'" in result.output
+    assert "wrong password" in result.output
+    assert not db.exists()
+
+
+def test_collect_reads_vaulted_values_with_a_vault_id(tmp_path: Path) -> None:
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(inventory_with({"fleetcompat_timeout": ONE_LINE_11}))
+    right = password_file(tmp_path, VAULT_PASSWORD)
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "collect",
+            "-i",
+            str(inv),
+            "--db",
+            str(tmp_path / "f.db"),
+            "-o",
+            "json",
+            "--vault-id",
+            f"ops@{right}",
+        ],
+    )
+
+    # The setting decrypts to "Setec Astronomy", which is not a number of seconds:
+    # proof it was opened with the labelled password and then read.
+    assert result.exit_code == 2
+    assert "fleetcompat_timeout: bad timeout 'Setec Astronomy'" in result.output
