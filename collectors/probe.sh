@@ -42,6 +42,8 @@ MAXFILE=1048576
 # Gzip text bound, as fleetcompat.hosttree.MAX_GZIP_TEXT_BYTES: both refuse alike.
 MAXGZ=4194304
 MAXHOPS=40
+# Files the shell reads itself, not with head, when they are no larger.
+SMALL=4096
 MAXTOTAL=16777216
 TOTAL=0
 STOPPED=
@@ -209,20 +211,24 @@ over() {
 shellread() {
 	# shellread FILE MAX: sets c to FILE's content as read by the shell's own read,
 	# without a fork, trailing newlines kept; empty when FILE is empty, cannot be
-	# read (an error reads as the end) or holds more than MAX bytes: head decides.
-	# The shell reads byte by byte: only for the small attribute files of /sys and
-	# string sysctls (an integer sysctl reads as its first byte that way).
+	# read (an error reads as the end), or holds more than MAX or SMALL bytes:
+	# then head decides. The shell reads byte by byte and a line whole, so this
+	# is only for files the kernel keeps small: the attributes of /sys (at most a
+	# page) and the string sysctls (an integer sysctl read that way gives its
+	# first byte alone).
+	_max=$2
+	[ "$_max" -gt "$SMALL" ] && _max=$SMALL
 	c=
 	l=
 	{
 		while IFS= read -r l; do
 			c=$c$l$NL
 			l=
-			if [ "${#c}" -gt "$2" ]; then break; fi
+			if [ "${#c}" -gt "$_max" ]; then break; fi
 		done
 		c=$c$l
 	} 2>/dev/null <"$1"
-	if [ "${#c}" -gt "$2" ]; then c=; fi
+	if [ "${#c}" -gt "$_max" ]; then c=; fi
 }
 
 file() {
@@ -238,17 +244,20 @@ file() {
 		K=$S
 	elif [ -f "$f" ]; then
 		c=
-		case $1 in
-		/sys/* | /proc/sys/kernel/arch | /proc/sys/kernel/osrelease)
-			shellread "$f" "$max"
-			if [ -n "$c" ]; then
-				K=F
-				emit "$K ${#c} $E"
-				emit "$c"
-				return 0
-			fi
-			;;
-		esac
+		# Only on a live host: a captured file is as large as it was written.
+		if [ -z "$R" ]; then
+			case $1 in
+			/sys/* | /proc/sys/kernel/arch | /proc/sys/kernel/osrelease)
+				shellread "$f" "$max"
+				;;
+			esac
+		fi
+		if [ -n "$c" ]; then
+			K=F
+			emit "$K ${#c} $E"
+			emit "$c"
+			return 0
+		fi
 		# The x keeps trailing newlines; one byte over the bound shows a cut.
 		c=$(head -c $((max + 1)) "$f" 2>/dev/null && echo x)
 		case $c in
