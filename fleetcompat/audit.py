@@ -17,7 +17,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetcompat.evaluate import (
     ERROR,
@@ -29,6 +29,9 @@ from fleetcompat.evaluate import (
     plural,
 )
 from fleetcompat.store import Store
+
+if TYPE_CHECKING:
+    from fleetcompat.vault import Keyring
 
 POLICIES = ("none", "regression", "incompatible", "any-failure")
 
@@ -73,11 +76,14 @@ def run_audit(
     collect_progress: Any = None,
     progress: Progress | None = None,
     long_csv: bool = True,
+    keyring: Keyring | None = None,
 ) -> AuditResult:
     """Collect the inventory, evaluate every layout image, write the report.
 
     `store` is an open Store or the path of the database, opened (and created)
-    only once the inputs are known to be good. Raises InputError, before
+    only once the inputs are known to be good. `keyring` opens the inventory's
+    `!vault` values (by default from ANSIBLE_VAULT_PASSWORD_FILE). Raises
+    InputError, before
     anything is written, for a bad inventory, layout path, policy or an output
     directory that cannot be written; KeyboardInterrupt when the collection was
     interrupted.
@@ -89,7 +95,8 @@ def run_audit(
 
     if fail_on not in POLICIES:
         raise InputError(f"--fail-on: unknown policy {fail_on!r}")
-    fleet = load_inventory(inventory)
+    fleet = load_inventory(inventory, keyring)
+    fleet.select(limit)  # a bad --limit or an unopenable vault value: nothing written
     catalog = scan_layouts(layouts)
     check_out_dir(Path(out_dir))
 

@@ -384,3 +384,25 @@ def test_collect_reads_vaulted_values_with_a_vault_id(tmp_path: Path) -> None:
     # proof it was opened with the labelled password and then read.
     assert result.exit_code == 2
     assert "fleetcompat_timeout: bad timeout 'Setec Astronomy'" in result.output
+
+
+def test_audit_takes_the_vault_options_and_writes_nothing_on_a_wrong_password(
+    tmp_path: Path,
+) -> None:
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(inventory_with({"fleetcompat_timeout": ONE_LINE_11}))
+    layout = Path(__file__).parent.parent / "examples" / "oci-layout"
+    args = ["audit", "-i", str(inv), "--oci-layout", str(layout)]
+    args += ["--db", str(tmp_path / "f.db"), "--out", str(tmp_path / "report")]
+    wrong = password_file(tmp_path, "hunter42", "wrong-pass")
+    right = password_file(tmp_path, VAULT_PASSWORD, "right-pass")
+
+    refused = CliRunner().invoke(main, [*args, "--vault-password-file", str(wrong)])
+    opened = CliRunner().invoke(main, [*args, "--vault-id", f"ops@{right}"])
+
+    assert refused.exit_code == 2
+    assert "wrong password" in refused.output
+    assert opened.exit_code == 2
+    assert "fleetcompat_timeout: bad timeout 'Setec Astronomy'" in opened.output
+    assert not (tmp_path / "f.db").exists()
+    assert not (tmp_path / "report").exists()

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from fleetcompat.cli.collect import collect_options, collection_options
+from fleetcompat.cli.collect import collect_options, collection_options, vault_options
 from fleetcompat.cli.main import (
     ExitCode,
     db_option,
@@ -142,6 +142,7 @@ def report(db: str, run_id: int | None, out_dir: Path, long_csv: bool) -> None:
 
 @click.command()
 @collection_options
+@vault_options
 @layouts_option
 @db_option
 @click.option(
@@ -179,6 +180,8 @@ def audit(
     known_hosts_file: Path,
     long_csv: bool,
     output: str,
+    vault_password_files: tuple[str, ...],
+    vault_ids: tuple[str, ...],
 ) -> None:
     """Collect, evaluate and report in one go: the nightly job.
 
@@ -207,6 +210,7 @@ def audit(
       130  interrupted
     """
     from fleetcompat.audit import run_audit
+    from fleetcompat.vault import Keyring
 
     options = collect_options(concurrency, timeout, known_hosts, known_hosts_file)
     result = run_audit(
@@ -219,6 +223,7 @@ def audit(
         collect_options=options,
         progress=_progress,
         long_csv=long_csv,
+        keyring=Keyring.from_options(vault_ids, vault_password_files),
     )
 
     if output == "json":
