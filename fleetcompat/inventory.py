@@ -3,15 +3,19 @@
 Two shapes are read, by one parser: the YAML inventory Ansible users write (`all`,
 groups with `hosts`, `vars` and `children`, nested to any depth, host ranges such as
 `web[01:20].example.com`) and the JSON that `ansible-inventory --list` or a dynamic
-inventory script prints (groups with host lists and `_meta.hostvars`).
+inventory script prints (groups with host lists and `_meta.hostvars`). An INI
+inventory is turned into the same shape first (`fleetcompat.inventory_ini`).
 
 Variables follow Ansible's precedence: `all`'s vars, then other groups' vars from the
 shallowest to the deepest group (by `ansible_group_priority`, then name, on a tie),
-then host vars. Of Ansible's connection variables these are honoured:
-`ansible_host`, `ansible_port`, `ansible_user`, `ansible_ssh_private_key_file`,
-`ansible_connection` (`ssh` or `local`), and in `ansible_ssh_common_args` /
-`ansible_ssh_extra_args` the options `-o ProxyJump=`, `-J`, `-p`, `-l`, `-i`,
-`-o Port/User/IdentityFile=` and a `ProxyCommand` of the form `ssh -W %h:%p bastion`.
+then host vars; `load_inventory` adds ansible.cfg's defaults below them and the
+`group_vars/` and `host_vars/` beside the file in between
+(`fleetcompat.inventory_vars`). Of Ansible's connection variables these are
+honoured: `ansible_host`, `ansible_port`, `ansible_user`,
+`ansible_ssh_private_key_file`, `ansible_connection` (`ssh` or `local`), and in
+`ansible_ssh_args`, `ansible_ssh_common_args` and `ansible_ssh_extra_args` the
+options `-o ProxyJump=`, `-J`, `-p`, `-l`, `-i`, `-o Port/User/IdentityFile=` and
+a `ProxyCommand` of the form `ssh -W %h:%p bastion`.
 Our own settings carry a `fleetcompat_` prefix (see `SETTINGS`).
 
 The SSH password comes from `ansible_password` (or `ansible_ssh_pass`) and is
@@ -34,9 +38,16 @@ from typing import Any
 
 import yaml
 
-from fleetcompat.documents import MAX_DOCUMENT_BYTES, InventoryLoader, parse_text
-from fleetcompat.errors import InputError, InventoryError
+from fleetcompat.ansiblecfg import load_ansible_config
+from fleetcompat.documents import MAX_DOCUMENT_BYTES
+from fleetcompat.errors import InventoryError
+from fleetcompat.inventory_ini import parse_inventory_data
 from fleetcompat.inventory_syntax import expand_hosts, ssh_args
+from fleetcompat.inventory_vars import (
+    VariableLayers,
+    VarsDirectories,
+    merge_host_variables,
+)
 from fleetcompat.inventory_vault import PASSWORD_KEYS, HostVars
 from fleetcompat.vault import Keyring, Secret
 
@@ -342,13 +353,16 @@ class _Reader:
 
 
 def load_inventory(path: str | Path, vault: Keyring | None = None) -> Inventory:
-    """Read an inventory file (Ansible YAML, or `ansible-inventory --list` JSON).
+    """Read an inventory file (Ansible YAML or INI, `ansible-inventory --list` JSON).
 
-    `vault` holds the vault passwords; by default those the environment names
-    (ANSIBLE_VAULT_PASSWORD_FILE). Raises InventoryError naming the file, and the
-    line where it can be found, when the file cannot be read, is not valid
-    YAML/JSON, or holds a bad group or value, or a vaulted value fleetcompat
-    reads that cannot be decrypted.
+    Its `group_vars/` and `host_vars/` and the connection defaults of
+    ansible.cfg are read too (`fleetcompat.inventory_vars`,
+    `fleetcompat.ansiblecfg`). `vault` holds the vault passwords; by default
+    those the environment names (ANSIBLE_VAULT_PASSWORD_FILE). Raises
+    InventoryError naming the file, and the line where it can be found, when
+    the file cannot be read, is in no inventory format, or holds a bad group or
+    value, or a vaulted value fleetcompat reads that cannot be decrypted;
+    InputError for an ansible.cfg that cannot be read.
     """
     path = Path(path)
     try:
@@ -356,21 +370,28 @@ def load_inventory(path: str | Path, vault: Keyring | None = None) -> Inventory:
             text = stream.read(MAX_DOCUMENT_BYTES + 1)
     except OSError as exc:
         raise InventoryError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return parse_inventory(text, str(path), vault)
+    keyring = vault or Keyring.from_options()
+    layers = VariableLayers(
+        load_ansible_config().variables, VarsDirectories(path.parent, keyring)
+    )
+    return parse_inventory(text, str(path), keyring, layers=layers)
 
 
 def parse_inventory(
-    text: str | bytes, source: str, vault: Keyring | None = None
+    text: str | bytes,
+    source: str,
+    vault: Keyring | None = None,
+    *,
+    layers: VariableLayers | None = None,
 ) -> Inventory:
-    """Read an inventory from its text; `source` names it in errors."""
-    try:
-        data = parse_text(text, source, InventoryLoader)
-    except InventoryError:
-        raise
-    except InputError as exc:
-        raise InventoryError(str(exc)) from None
+    """Read an inventory from its text; `source` names it in errors.
 
-    reader = _Reader(data, source, text, vault or Keyring.from_options())
+    `layers` adds what a host's variables merge from besides the text (group_vars,
+    host_vars, ansible.cfg); without it only the text's own variables count.
+    """
+    keyring = vault or Keyring.from_options()
+    data = parse_inventory_data(text, source, keyring)
+    reader = _Reader(data, source, text, keyring)
     members = {name: reader.members(name) for name in reader.groups}
     host_groups: dict[str, list[str]] = {name: [] for name in reader.order}
     for group_name, member_names in members.items():
@@ -383,12 +404,12 @@ def parse_inventory(
             (reader.groups[g] for g in set(host_groups[name])),
             key=lambda g: (reader.depth(g.name), _priority(g), g.name),
         )
-        variables: dict[str, Any] = {}
-        for group in ordered:
-            variables.update(group.vars)
-        variables.update(reader.host_vars[name])
         names = tuple(g.name for g in ordered if g.name not in ("all", "ungrouped"))
+        group_vars = [(g.name, g.vars) for g in ordered]
         try:
+            variables = merge_host_variables(
+                name, group_vars, reader.host_vars[name], layers, reader.seal
+            )
             spec = _host_spec(name, variables, names, reader)
         except InventoryError as exc:
             if name not in reader.sealed:
@@ -453,7 +474,12 @@ def _host_spec(
 
     args = " ".join(
         filter(
-            None, [value("ansible_ssh_common_args"), value("ansible_ssh_extra_args")]
+            None,
+            [
+                value("ansible_ssh_args"),
+                value("ansible_ssh_common_args"),
+                value("ansible_ssh_extra_args"),
+            ],
         )
     )
     try:
