@@ -89,6 +89,20 @@ class Timeouts:
                 )
         return timeouts
 
+    def for_one_host(self, seconds: float) -> Timeouts:
+        """These deadlines for a host with a deadline of its own (its inventory's).
+
+        A probe phase as long as the run's host deadline (the default) is as long
+        as this host's; any phase longer than this host's deadline is cut to it.
+        """
+        probe = seconds if self.probe >= self.host else min(self.probe, seconds)
+        return Timeouts(
+            connect=min(self.connect, seconds),
+            auth=min(self.auth, seconds),
+            probe=probe,
+            host=seconds,
+        )
+
 
 @dataclass(frozen=True)
 class CollectOptions:

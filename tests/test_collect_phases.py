@@ -113,6 +113,44 @@ async def test_a_host_s_own_deadline_still_ends_it_inside_a_longer_phase(
     assert host["reason"] == "not done within the host deadline of 1s (probe)"
 
 
+@pytest.mark.sshd
+async def test_a_host_s_own_longer_deadline_gives_its_probe_the_time(
+    tmp_path: Path, started: list[Peer]
+) -> None:
+    from fleetcompat.probe import run_local_probe
+
+    slow = await peers.ssh_peer(peers.delayed(run_local_probe(), 2.0))
+    started.append(slow)
+    (tmp_path / "known_hosts").write_text(slow.known_hosts_line())
+    inventory = one_host(tmp_path, slow, "fleetcompat_timeout: 20")
+
+    status, out, err = await run_cli(
+        tmp_path,
+        "collect",
+        "-i",
+        str(inventory),
+        "--db",
+        str(tmp_path / "f.db"),
+        "-o",
+        "json",
+        "--timeout",
+        "1",
+    )
+
+    assert status == 0, err
+    assert json.loads(out)["hosts"][0]["outcome"] == "ok"
+
+
+def test_a_host_s_own_deadline_stretches_only_a_default_probe_phase() -> None:
+    run = Timeouts.for_host(90)
+    pinned = Timeouts.for_host(90, probe=30)
+
+    assert run.for_one_host(300) == Timeouts(10, 15, 300, 300)
+    assert run.for_one_host(5) == Timeouts(5, 5, 5, 5)
+    assert pinned.for_one_host(300).probe == 30
+    assert pinned.for_one_host(20).probe == 20
+
+
 @pytest.mark.parametrize("command", ["collect", "audit"])
 @pytest.mark.parametrize("phase", ["connect", "auth", "probe"])
 async def test_a_phase_longer_than_the_host_deadline_is_a_usage_error(
