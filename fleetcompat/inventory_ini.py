@@ -129,11 +129,15 @@ def _ini_or_raise(text: str, source: str, yaml_problem: str) -> dict[str, Any]:
 
 
 def _looks_like_ini(text: str) -> bool:
-    """Whether the first line that is not a comment is an INI section header."""
+    """Whether the first line that is not a comment reads as INI, not YAML.
+
+    A section header (`[web]`) or a host line with `key=value` and no `key: `.
+    """
     for line in text.splitlines():
         line = line.strip()
         if line and line[0] not in _COMMENT:
-            return _SECTION.match(line) is not None
+            header = line.startswith("[") and "]" in line
+            return header or ("=" in line and ": " not in line)
     return False
 
 
