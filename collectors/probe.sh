@@ -51,6 +51,7 @@ NL='
 '
 RDIR=$NL RAT= RHOPS=0 RS=ok
 RDIR2=$NL RAT2= RHOPS2=0 RS2=ok
+BATCH=
 LIMIT=${FLEETCOMPAT_MAX_SECONDS:-60}
 COUNT=0
 
@@ -215,7 +216,7 @@ shellread() {
 	# then head decides. The shell reads byte by byte and a line whole, so this
 	# is only for files the kernel keeps small: the attributes of /sys (at most a
 	# page) and the string sysctls (an integer sysctl read that way gives its
-	# first byte alone).
+	# first byte alone). False when FILE cannot be opened.
 	_max=$2
 	[ "$_max" -gt "$SMALL" ] && _max=$SMALL
 	c=
@@ -227,8 +228,40 @@ shellread() {
 			if [ "${#c}" -gt "$_max" ]; then break; fi
 		done
 		c=$c$l
-	} 2>/dev/null <"$1"
+	} 2>/dev/null <"$1" || return 1
 	if [ "${#c}" -gt "$_max" ]; then c=; fi
+	return 0
+}
+
+batch() {
+	# batch DIRPATH NAME: on a live host, read NAME below each entry of DIRPATH
+	# (as each passes them) with one head, when the shell cannot read it itself,
+	# for file to take from BATCH: the CPU lists of /sys answer a one-byte read
+	# with nothing. BATCH is kept only when head read every file and its
+	# "==> name <==" headers split its output in exactly one way.
+	BATCH=
+	[ -z "$R" ] && isdir "$1" || return 0
+	_dir=$1
+	_name=$2
+	set --
+	for _p in "$_dir"/* "$_dir"/.[!.]* "$_dir"/..?*; do
+		[ -e "$_p" ] || [ -L "$_p" ] || continue
+		_f=$_dir/${_p##*/}/$_name
+		[ -f "$_f" ] && shellread "$_f" "$MAXFILE" && [ -z "$c" ] && set -- "$@" "$_f"
+	done
+	# With one file head writes no header.
+	[ "$#" -ge 2 ] || return 0
+	_out=$(head -c $((MAXFILE + 1)) "$@" 2>/dev/null; echo "x$?")
+	case $_out in *x0) ;; *) return 0 ;; esac
+	_out=$NL${_out%x0}
+	_rest=$_out
+	for _f in "$@"; do
+		case $_rest in "$NL==> $_f <==$NL"*) ;; *) return 0 ;; esac
+		_rest=${_rest#"$NL==> $_f <==$NL"}
+		_c=${_rest%%"$NL==> "*}
+		_rest=${_rest#"$_c"}
+	done
+	[ -z "$_rest" ] && BATCH="$_out$NL==> "
 }
 
 file() {
@@ -248,18 +281,30 @@ file() {
 		if [ -z "$R" ]; then
 			case $1 in
 			/sys/* | /proc/sys/kernel/arch | /proc/sys/kernel/osrelease)
-				shellread "$f" "$max"
+				if ! shellread "$f" "$max"; then
+					emit "U $E"
+					K=U
+					return 0
+				fi
 				;;
 			esac
-		fi
-		if [ -n "$c" ]; then
-			K=F
-			emit "$K ${#c} $E"
-			emit "$c"
-			return 0
+			if [ -n "$c" ]; then
+				K=F
+				emit "$K ${#c} $E"
+				emit "$c"
+				return 0
+			fi
+			if [ "$max" = "$MAXFILE" ]; then
+				case $BATCH in
+				*"$NL==> $f <==$NL"*)
+					c=${BATCH#*"$NL==> $f <==$NL"}
+					c=${c%%"$NL==> "*}x
+					;;
+				esac
+			fi
 		fi
 		# The x keeps trailing newlines; one byte over the bound shows a cut.
-		c=$(head -c $((max + 1)) "$f" 2>/dev/null && echo x)
+		[ -n "$c" ] || c=$(head -c $((max + 1)) "$f" 2>/dev/null && echo x)
 		case $c in
 		*x)
 			c=${c%x}
@@ -455,7 +500,9 @@ cpu() {
 	file "$1/cpufreq/base_frequency"
 }
 dir /sys/bus/cpu/devices
+batch /sys/bus/cpu/devices topology/thread_siblings_list
 each /sys/bus/cpu/devices cpu
+BATCH=
 
 # kernel: the release names the config and module files to read.
 file /proc/sys/kernel/osrelease
