@@ -50,7 +50,8 @@ def collection_options(func: F) -> F:
             "--inventory",
             required=True,
             type=click.Path(dir_okay=False, path_type=Path),
-            help="Ansible inventory: YAML, or the JSON of `ansible-inventory --list`.",
+            help="Ansible inventory: YAML, INI, or the JSON of "
+            "`ansible-inventory --list`; its group_vars/ and host_vars/ are read.",
         ),
         click.option(
             "--limit", metavar="PATTERN", help="Hosts or groups, Ansible style."
@@ -205,9 +206,15 @@ def collect(
     auth-failed, hostkey-mismatch, hostkey-unknown, probe-failed,
     output-invalid, output-oversized) and is saved as soon as it finishes.
 
+    Connection defaults (remote_user, remote_port, private_key_file, ssh_args)
+    come from the ansible.cfg Ansible would use: $ANSIBLE_CONFIG,
+    ./ansible.cfg, ~/.ansible.cfg, /etc/ansible/ansible.cfg, the first found;
+    -v names it. Inventory variables win over them.
+
     \b
     Examples:
       fleetcompat collect -i inventory.yaml
+      fleetcompat collect -i /etc/ansible/hosts
       fleetcompat collect -i inventory.yaml --limit 'web*,!web-canary' -o json
       ansible-inventory -i aws_ec2.yml --list > fleet.json
       fleetcompat collect -i fleet.json --known-hosts accept-new
