@@ -353,16 +353,14 @@ class _Reader:
 
 
 def load_inventory(path: str | Path, vault: Keyring | None = None) -> Inventory:
-    """Read an inventory file (Ansible YAML or INI, `ansible-inventory --list` JSON).
+    """Read an inventory file (YAML, INI, `ansible-inventory --list` JSON).
 
-    Its `group_vars/` and `host_vars/` and the connection defaults of
-    ansible.cfg are read too (`fleetcompat.inventory_vars`,
-    `fleetcompat.ansiblecfg`). `vault` holds the vault passwords; by default
-    those the environment names (ANSIBLE_VAULT_PASSWORD_FILE). Raises
-    InventoryError naming the file, and the line where it can be found, when
-    the file cannot be read, is in no inventory format, or holds a bad group or
-    value, or a vaulted value fleetcompat reads that cannot be decrypted;
-    InputError for an ansible.cfg that cannot be read.
+    With its group_vars/ and host_vars/, and ansible.cfg's defaults. `vault`
+    holds the vault passwords; by default those the environment names
+    (ANSIBLE_VAULT_PASSWORD_FILE). Raises InventoryError naming the file, and
+    the line where it can be found, when the file cannot be read, is in no
+    inventory format, or holds a bad group or value, or a vaulted value
+    fleetcompat reads that cannot be decrypted; InputError for a bad ansible.cfg.
     """
     path = Path(path)
     try:
@@ -472,16 +470,8 @@ def _host_spec(
         if key.startswith("fleetcompat_"):
             raise _host_error(reader, name, key, "unknown fleetcompat setting")
 
-    args = " ".join(
-        filter(
-            None,
-            [
-                value("ansible_ssh_args"),
-                value("ansible_ssh_common_args"),
-                value("ansible_ssh_extra_args"),
-            ],
-        )
-    )
+    keys = ("ansible_ssh_args", "ansible_ssh_common_args", "ansible_ssh_extra_args")
+    args = " ".join(filter(None, (value(key) for key in keys)))
     try:
         options, skip = ssh_args(args)
     except ValueError as exc:
