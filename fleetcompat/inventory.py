@@ -12,7 +12,8 @@ then host vars; `load_inventory` adds ansible.cfg's defaults below them and the
 `group_vars/` and `host_vars/` beside the file in between
 (`fleetcompat.inventory_vars`). Of Ansible's connection variables these are
 honoured: `ansible_host`, `ansible_port`, `ansible_user`,
-`ansible_ssh_private_key_file`, `ansible_connection` (`ssh` or `local`), and in
+`ansible_ssh_private_key_file` (or `ansible_private_key_file`, which it
+overrides, as in Ansible), `ansible_connection` (`ssh` or `local`), and in
 `ansible_ssh_args`, `ansible_ssh_common_args` and `ansible_ssh_extra_args` the
 options `-o ProxyJump=`, `-J`, `-p`, `-l`, `-i`, `-o Port/User/IdentityFile=` and
 a `ProxyCommand` of the form `ssh -W %h:%p bastion`.
@@ -490,7 +491,8 @@ def _host_spec(
         address=value("ansible_host", "ansible_ssh_host") or name,
         port=_port(port_text, name, reader) if port_text else None,
         user=value("ansible_user", "ansible_ssh_user") or options.get("user"),
-        key_file=value("ansible_ssh_private_key_file") or options.get("key"),
+        key_file=value("ansible_ssh_private_key_file", "ansible_private_key_file")
+        or options.get("key"),
         jump=_jump_chain(jump_text, name, reader),
         local=connection == "local",
         groups=groups,

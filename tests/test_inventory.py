@@ -83,6 +83,22 @@ def test_deeper_group_vars_win_and_host_vars_win_over_all() -> None:
     assert inventory.host("special").user == "fromhost"
 
 
+def test_both_spellings_of_the_key_variable_are_read_the_ssh_one_winning() -> None:
+    text = """\
+all:
+  vars:
+    ansible_private_key_file: ~/.ssh/newer
+  hosts:
+    plain:
+    both:
+      ansible_ssh_private_key_file: ~/.ssh/older
+"""
+    inventory = parse_inventory(text, "inv.yaml")
+
+    assert inventory.host("plain").key_file == "~/.ssh/newer"
+    assert inventory.host("both").key_file == "~/.ssh/older"
+
+
 def test_port_after_the_host_name_beats_group_port() -> None:
     inventory = parse_inventory(NESTED, "inv.yaml")
 
