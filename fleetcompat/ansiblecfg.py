@@ -27,6 +27,10 @@ Any inventory variable wins over them, as in Ansible. A relative
 `private_key_file` is taken from the file's directory (from the current
 directory when it comes from the environment); `~` and `$VARS` are expanded.
 
+Where vault passwords come from by default is read here too (`vault_defaults`):
+`[defaults] vault_identity_list` (ANSIBLE_VAULT_IDENTITY_LIST) and
+`[defaults] vault_password_file` (ANSIBLE_VAULT_PASSWORD_FILE).
+
 `host_key_checking = False` (or ANSIBLE_HOST_KEY_CHECKING) is not followed:
 fleetcompat never connects to a host whose key it cannot check, so one warning
 says the setting is ignored and how to record new hosts' keys instead.
@@ -169,6 +173,36 @@ def load_ansible_config(
             checking_off,
         )
     return AnsibleConfig(path, variables, checking_off)
+
+
+@dataclass(frozen=True)
+class VaultDefaults:
+    """The vault password sources Ansible adds to those of its command line."""
+
+    identity_list: tuple[str, ...] = ()
+    password_file: str | None = None
+
+
+def vault_defaults(
+    environ: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> VaultDefaults:
+    """The vault identity list and password file of the environment or ansible.cfg.
+
+    The environment wins, as in Ansible; a relative password file in ansible.cfg
+    is taken from the file's directory. Raises InputError as load_ansible_config.
+    """
+    env = os.environ if environ is None else environ
+    names = ("ANSIBLE_VAULT_IDENTITY_LIST", "ANSIBLE_VAULT_PASSWORD_FILE")
+    path = None if all(n in env for n in names) else find_config_file(env, cwd)
+    parser = _read(path) if path is not None else None
+    listed, _ = _setting(parser, path, "defaults", "vault_identity_list", env, names[0])
+    file, origin = _setting(
+        parser, path, "defaults", "vault_password_file", env, names[1]
+    )
+    ids = tuple(item.strip() for item in (listed or "").split(",") if item.strip())
+    if file and origin != names[1]:
+        file = _resolve(file, path.parent if path else None)
+    return VaultDefaults(ids, file or None)
 
 
 def _read(path: Path) -> configparser.ConfigParser:

@@ -11,9 +11,10 @@ The HMAC covers the ciphertext and is checked before anything is decrypted; the
 plaintext is AES-CTR output with PKCS#7 padding. `ansible-inventory --list`
 writes the same envelope as `{"__ansible_vault": "..."}`, which is read too.
 
-Vault passwords come as Ansible users give them: `--vault-id [label@]FILE`, then
-`--vault-password-file FILE`, then `ANSIBLE_VAULT_PASSWORD_FILE` (and, when no
-`--vault-id` is given, the ids of `ANSIBLE_VAULT_IDENTITY_LIST`). An executable
+Vault passwords come as Ansible users give them: the ids of
+`ANSIBLE_VAULT_IDENTITY_LIST` (or ansible.cfg's `vault_identity_list`), then
+`--vault-id [label@]FILE`, then `--vault-password-file FILE`, then
+`ANSIBLE_VAULT_PASSWORD_FILE` (or ansible.cfg's `vault_password_file`). An executable
 file is run and its stdout is the password; one whose name ends in `-client`
 (before any extension) is run with `--vault-id LABEL`. Nothing ever prompts:
 `prompt` as a password source is refused. Files are read, and scripts run, only
@@ -141,19 +142,22 @@ class Keyring:
         password_files: Iterable[str] = (),
         environ: Mapping[str, str] | None = None,
     ) -> Keyring:
-        """The keyring Ansible would build from these options and the environment.
+        """The keyring Ansible would build from these options and its defaults.
 
-        Raises InputError for a `prompt` source: fleetcompat never prompts.
+        As Ansible does, the vault ids of ANSIBLE_VAULT_IDENTITY_LIST (or
+        ansible.cfg's `vault_identity_list`) come before `vault_ids`, and the
+        file of ANSIBLE_VAULT_PASSWORD_FILE (or `vault_password_file`) after
+        `password_files`. Raises InputError for a `prompt` source: fleetcompat
+        never prompts.
         """
-        env = os.environ if environ is None else environ
-        ids = list(vault_ids)
-        if not ids and env.get("ANSIBLE_VAULT_IDENTITY_LIST"):
-            listed = env["ANSIBLE_VAULT_IDENTITY_LIST"].split(",")
-            ids = [item.strip() for item in listed if item.strip()]
+        from fleetcompat.ansiblecfg import vault_defaults
+
+        defaults = vault_defaults(environ)
+        ids = [*defaults.identity_list, *vault_ids]
         sources = [_source(slug) for slug in ids]
         files = list(password_files)
-        if env.get("ANSIBLE_VAULT_PASSWORD_FILE"):
-            files.append(env["ANSIBLE_VAULT_PASSWORD_FILE"])
+        if defaults.password_file:
+            files.append(defaults.password_file)
         for path in files:
             if path in ("prompt", "prompt_ask_vault_pass"):
                 raise InputError(_NO_PROMPT)

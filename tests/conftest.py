@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,19 @@ def fixtures_dir() -> Path | None:
     configured = os.environ.get("FLEETCOMPAT_FIXTURES")
     path = Path(configured) if configured else REPO.parent / "shared" / "fixtures"
     return path if path.is_dir() else None
+
+
+@pytest.fixture(autouse=True)
+def _fleetcompat_logger_restored() -> Iterator[None]:
+    """Undo what a CLI run in this process did to the `fleetcompat` logger.
+
+    The CLI gives the logger its own stderr handler and stops propagation; left
+    so, a later test's caplog would see none of the library's records.
+    """
+    logger = logging.getLogger("fleetcompat")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved
 
 
 @pytest.fixture(scope="session")

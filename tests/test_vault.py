@@ -263,6 +263,37 @@ def test_the_environment_names_a_password_file_as_for_ansible(tmp_path: Path) ->
     assert ring.decrypt(Vaulted(ONE_LINE_11)) == "Setec Astronomy"
 
 
+def test_ansible_cfg_vault_defaults_join_the_command_line_as_in_ansible(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "secrets").mkdir()
+    listed = password_file(tmp_path / "secrets", EXAMPLE2_PASSWORD, "example2")
+    default = password_file(tmp_path / "secrets", VAULT_PASSWORD, "default")
+    config = tmp_path / "ansible.cfg"
+    config.write_text(
+        "[defaults]\n"
+        f"vault_identity_list = example2@{listed}\n"
+        "vault_password_file = secrets/default  ; relative to this file\n"
+    )
+    given = password_file(tmp_path, "not it", "given")
+
+    ring = Keyring.from_options(
+        [f"ops@{given}"], environ={"ANSIBLE_CONFIG": str(config)}
+    )
+    env_wins = Keyring.from_options(
+        environ={"ANSIBLE_CONFIG": str(config), "ANSIBLE_VAULT_IDENTITY_LIST": ""}
+    )
+
+    assert ring.sources == (
+        PasswordSource(str(listed), "example2"),
+        PasswordSource(str(given), "ops"),
+        PasswordSource(str(default), "default"),
+    )
+    assert ring.decrypt(Vaulted(EXAMPLE2_12)) == "Hello world"
+    assert ring.decrypt(Vaulted(ONE_LINE_11)) == "Setec Astronomy"
+    assert env_wins.sources == (PasswordSource(str(default), "default"),)
+
+
 @pytest.mark.parametrize("slug", ["prompt", "ops@prompt"])
 def test_a_prompt_is_refused_never_asked(slug: str) -> None:
     with pytest.raises(InputError, match="never prompts"):
