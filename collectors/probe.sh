@@ -51,7 +51,8 @@ NL='
 '
 RDIR=$NL RAT= RHOPS=0 RS=ok
 RDIR2=$NL RAT2= RHOPS2=0 RS2=ok
-BATCH=
+BI=1
+BN=0
 LIMIT=${FLEETCOMPAT_MAX_SECONDS:-60}
 COUNT=0
 
@@ -234,34 +235,69 @@ shellread() {
 }
 
 batch() {
-	# batch DIRPATH NAME: on a live host, read NAME below each entry of DIRPATH
-	# (as each passes them) with one head, when the shell cannot read it itself,
-	# for file to take from BATCH: the CPU lists of /sys answer a one-byte read
-	# with nothing. BATCH is kept only when head read every file and its
-	# "==> name <==" headers split its output in exactly one way.
-	BATCH=
+	# batch DIRPATH NAME...: on a live host, read NAME... below each entry of
+	# DIRPATH (as each passes them) that the shell cannot read itself (the CPU
+	# lists of /sys answer a one-byte read with nothing) with one head, for file
+	# to take in that order: BN_i and BC_i, the i-th file's path and content, BN
+	# of them, BI the next. Kept only when head read every file and its
+	# "==> path <==" header lines are exactly one per file, in order.
+	BI=1
+	BN=0
 	[ -z "$R" ] && isdir "$1" || return 0
 	_dir=$1
-	_name=$2
+	shift
+	_names=$*
 	set --
 	for _p in "$_dir"/* "$_dir"/.[!.]* "$_dir"/..?*; do
 		[ -e "$_p" ] || [ -L "$_p" ] || continue
-		_f=$_dir/${_p##*/}/$_name
-		[ -f "$_f" ] && shellread "$_f" "$MAXFILE" && [ -z "$c" ] && set -- "$@" "$_f"
+		for _n in $_names; do
+			_f=$_dir/${_p##*/}/$_n
+			[ -f "$_f" ] && shellread "$_f" "$MAXFILE" && [ -z "$c" ] && set -- "$@" "$_f"
+		done
 	done
-	# With one file head writes no header.
+	# With one file head writes no header; a newline in a path breaks lines.
 	[ "$#" -ge 2 ] || return 0
+	for _f in "$@"; do
+		case $_f in *"$NL"*) return 0 ;; esac
+	done
 	_out=$(head -c $((MAXFILE + 1)) "$@" 2>/dev/null; echo "x$?")
 	case $_out in *x0) ;; *) return 0 ;; esac
-	_out=$NL${_out%x0}
-	_rest=$_out
-	for _f in "$@"; do
-		case $_rest in "$NL==> $_f <==$NL"*) ;; *) return 0 ;; esac
-		_rest=${_rest#"$NL==> $_f <==$NL"}
-		_c=${_rest%%"$NL==> "*}
-		_rest=${_rest#"$_c"}
-	done
-	[ -z "$_rest" ] && BATCH="$_out$NL==> "
+	# Between two headers: the content, then the newline head writes before the
+	# next header; the last content ends with the x0 added above.
+	_i=0
+	_c=
+	while IFS= read -r _l; do
+		case $_l in
+		"==> "*" <==")
+			[ "$#" -gt 0 ] && [ "$_l" = "==> $1 <==" ] || return 0
+			if [ "$_i" -gt 0 ]; then eval "BC_$_i=\${_c%\"\$NL\"}"; fi
+			_i=$((_i + 1))
+			eval "BN_$_i=\$1"
+			shift
+			_c=
+			;;
+		*)
+			[ "$_i" -gt 0 ] || return 0
+			_c=$_c$_l$NL
+			;;
+		esac
+	done <<EOF
+$_out
+EOF
+	[ "$#" = 0 ] || return 0
+	_c=${_c%"$NL"}
+	eval "BC_$_i=\${_c%x0}"
+	BN=$_i
+}
+
+batcheach() {
+	# batcheach DIRPATH FUNC NAME...: each DIRPATH FUNC, the NAME... read by batch.
+	_bd=$1
+	_bfn=$2
+	shift 2
+	batch "$_bd" "$@"
+	each "$_bd" "$_bfn"
+	BN=0
 }
 
 file() {
@@ -294,13 +330,14 @@ file() {
 				emit "$c"
 				return 0
 			fi
-			if [ "$max" = "$MAXFILE" ]; then
-				case $BATCH in
-				*"$NL==> $f <==$NL"*)
-					c=${BATCH#*"$NL==> $f <==$NL"}
-					c=${c%%"$NL==> "*}x
-					;;
-				esac
+		fi
+		# The next file batch read, if this is it.
+		if [ "$BI" -le "$BN" ] && [ "$max" = "$MAXFILE" ]; then
+			eval "_bn=\$BN_$BI"
+			if [ "$_bn" = "$f" ]; then
+				eval "c=\$BC_$BI"
+				c=${c}x
+				BI=$((BI + 1))
 			fi
 		fi
 		# The x keeps trailing newlines; one byte over the bound shows a cut.
@@ -484,7 +521,7 @@ policy() {
 	file "$1/scaling_governor"
 }
 dir /sys/devices/system/cpu/cpufreq
-each /sys/devices/system/cpu/cpufreq policy
+batcheach /sys/devices/system/cpu/cpufreq policy affected_cpus scaling_governor
 file /sys/fs/resctrl/info/L3/num_closids
 file /sys/module/kvm_intel/parameters/tdx
 file /sys/module/kvm_amd/parameters/sev
@@ -500,9 +537,8 @@ cpu() {
 	file "$1/cpufreq/base_frequency"
 }
 dir /sys/bus/cpu/devices
-batch /sys/bus/cpu/devices topology/thread_siblings_list
-each /sys/bus/cpu/devices cpu
-BATCH=
+batcheach /sys/bus/cpu/devices cpu topology/thread_siblings_list \
+	topology/physical_package_id cpufreq/base_frequency
 
 # kernel: the release names the config and module files to read.
 file /proc/sys/kernel/osrelease
@@ -554,13 +590,13 @@ nd() {
 	file "$1/mode"
 }
 dir /sys/bus/nd/devices
-each /sys/bus/nd/devices nd
+batcheach /sys/bus/nd/devices nd devtype mode
 hugepages() {
 	dir "$1"
 	isdir "$1" && file "$1/nr_hugepages"
 }
 dir /sys/kernel/mm/hugepages
-each /sys/kernel/mm/hugepages hugepages
+batcheach /sys/kernel/mm/hugepages hugepages nr_hugepages
 
 # network
 iface() {
@@ -573,23 +609,26 @@ iface() {
 	file "$1/device/sriov_totalvfs"
 }
 dir /sys/class/net
-each /sys/class/net iface
+batcheach /sys/class/net iface operstate speed mtu device/sriov_numvfs \
+	device/sriov_totalvfs
 
 # pci: only the attributes NFD reads.
+PCIATTRS="class vendor device subsystem_vendor subsystem_device sriov_totalvfs
+	iommu_group/type iommu/intel-iommu/version"
 pcidev() {
-	for a in class vendor device subsystem_vendor subsystem_device sriov_totalvfs \
-		iommu_group/type iommu/intel-iommu/version; do
+	for a in $PCIATTRS; do
 		file "$1/$a"
 	done
 }
 dir /sys/bus/pci/devices
-each /sys/bus/pci/devices pcidev
+batcheach /sys/bus/pci/devices pcidev $PCIATTRS
 
 # usb
+USBATTRS="idProduct idVendor bDeviceClass serial"
 usbdev() {
 	there "$1/idProduct" || return 0
 	dir "$1"
-	for a in idProduct idVendor bDeviceClass serial; do
+	for a in $USBATTRS; do
 		file "$1/$a"
 	done
 	each "$1" usbif
@@ -598,16 +637,17 @@ usbif() {
 	there "$1/bInterfaceClass" && file "$1/bInterfaceClass"
 }
 dir /sys/bus/usb/devices
-each /sys/bus/usb/devices usbdev
+batcheach /sys/bus/usb/devices usbdev $USBATTRS
 
 # storage
+BLOCKATTRS="queue/dax queue/rotational queue/nr_zones queue/zoned"
 blockdev() {
-	for a in dax rotational nr_zones zoned; do
-		file "$1/queue/$a"
+	for a in $BLOCKATTRS; do
+		file "$1/$a"
 	done
 }
 dir /sys/block
-each /sys/block blockdev
+batcheach /sys/block blockdev $BLOCKATTRS
 
 # system
 link /etc/os-release

@@ -295,10 +295,14 @@ def cpu_tree(base: Path, contents: dict[str, str]) -> Path:
 BATCH_CALLS = """
 shellread() {{ c=; return 0; }}
 batch '{base}' topology/thread_siblings_list
-[ -n "$BATCH" ] && printf '#note batched\\n'
+[ "$BN" -gt 0 ] && printf '#note batched\\n'
 for cpu in {cpus}; do file '{base}'/$cpu/topology/thread_siblings_list; done
 """
 """Calls reading CPU lists as the one-byte-read lists of /sys would be read."""
+
+
+NEXT = "==> {base}/cpu1/topology/thread_siblings_list <=="
+"""The header head writes before the second CPU's list, when it is not content."""
 
 
 @pytest.mark.parametrize(
@@ -306,16 +310,27 @@ for cpu in {cpus}; do file '{base}'/$cpu/topology/thread_siblings_list; done
     [
         ({"cpu0": "0-1\n", "cpu1": "", "cpu2": "2", "cpu3": "3\n\n"}, True),
         ({"cpu0": "0\n", "cpu1": "x\n==> y <==\n1\n", "cpu2": "2\n"}, False),
-        ({"cpu0": "0\n==> ", "cpu1": "1\n"}, False),
-        ({"cpu0": "0\n", "cpu1": "1\n\n==> "}, False),
+        ({"cpu0": f"0\n{NEXT}\n", "cpu1": "1\n"}, False),
+        ({"cpu0": f"0\n\n{NEXT}", "cpu1": "1\n"}, False),
+        ({"cpu0": "0\n", "cpu1": "==> z <==", "cpu2": "2\n"}, False),
+        ({"cpu0": "0\n==> ", "cpu1": "==> z <", "cpu2": "x0"}, True),
     ],
-    ids=["plain", "header-inside", "header-start-at-end", "header-start-last"],
+    ids=[
+        "plain",
+        "header-inside",
+        "next-header",
+        "next-header-last",
+        "header-alone",
+        "near-headers",
+    ],
 )
 @pytest.mark.parametrize("shell", ["dash", "busybox"])
 def test_lists_read_in_one_batch_are_split_exactly(
     tmp_path: Path, shell: str, contents: dict[str, str], batched: bool
 ) -> None:
-    base = cpu_tree(tmp_path / "cpus", contents)
+    base = tmp_path / "cpus"
+    contents = {cpu: text.format(base=base) for cpu, text in contents.items()}
+    cpu_tree(base, contents)
     calls = BATCH_CALLS.format(base=base, cpus=" ".join(contents))
 
     env = {k: v for k, v in os.environ.items() if k != "FLEETCOMPAT_ROOT"}
