@@ -42,8 +42,14 @@ OUTCOMES = (
 )
 """Every outcome a host can end with; all but "ok" are failures."""
 
-PHASES = ("connect", "auth", "probe")
-"""The phases of contacting a host, each under its own deadline, in order."""
+PHASES = ("connect", "auth", "start", "probe")
+"""The phases of contacting a host, each under its own deadline, in order.
+
+`start` lies inside `probe`: from running the probe to its first output. The
+probe writes its first line before it reads anything, so a host that says
+nothing for that long is hung in its login (a stuck PAM module, a hung home
+directory mount), not slow, and need not hold the run for its whole deadline.
+"""
 
 STRICT = "strict"
 ACCEPT_NEW = "accept-new"
@@ -53,12 +59,18 @@ STDERR_EXCERPT = 400
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Deadlines in seconds: per phase, and per host over all its phases."""
+    """Deadlines in seconds: per phase, and per host over all its phases.
+
+    `given` names the phases set explicitly; the others were derived from the
+    host deadline, and are derived again for a host with a deadline of its own.
+    """
 
     connect: float = 10.0
     auth: float = 15.0
     probe: float = 60.0
     host: float = 90.0
+    start: float = 15.0
+    given: tuple[str, ...] = ()
 
     @classmethod
     def for_host(
@@ -67,18 +79,22 @@ class Timeouts:
         connect: float | None = None,
         auth: float | None = None,
         probe: float | None = None,
+        start: float | None = None,
     ) -> Timeouts:
         """Phase deadlines inside one per-host deadline; those not given derived.
 
-        connect and auth default to 30% of the host deadline (at most 10 s and
-        15 s), probe to the whole of it. Raises InputError for a phase deadline
-        longer than the host deadline.
+        connect, auth and start default to 30% of the host deadline (at most
+        10 s, 15 s and 15 s), probe to the whole of it. Raises InputError for a
+        phase deadline longer than the host deadline.
         """
+        asked = {"connect": connect, "auth": auth, "probe": probe, "start": start}
         timeouts = cls(
             connect=min(10.0, seconds * 0.3) if connect is None else connect,
             auth=min(15.0, seconds * 0.3) if auth is None else auth,
             probe=seconds if probe is None else probe,
             host=seconds,
+            start=min(15.0, seconds * 0.3) if start is None else start,
+            given=tuple(p for p in PHASES if asked[p] is not None),
         )
         for phase in PHASES:
             limit = getattr(timeouts, phase)
@@ -92,16 +108,11 @@ class Timeouts:
     def for_one_host(self, seconds: float) -> Timeouts:
         """These deadlines for a host with a deadline of its own (its inventory's).
 
-        A probe phase as long as the run's host deadline (the default) is as long
-        as this host's; any phase longer than this host's deadline is cut to it.
+        The host's deadline stands for the run's: phases given explicitly keep
+        their deadline (cut to the host's), the others are derived from it.
         """
-        probe = seconds if self.probe >= self.host else min(self.probe, seconds)
-        return Timeouts(
-            connect=min(self.connect, seconds),
-            auth=min(self.auth, seconds),
-            probe=probe,
-            host=seconds,
-        )
+        given = {p: min(getattr(self, p), seconds) for p in self.given}
+        return Timeouts.for_host(seconds, **given)
 
 
 @dataclass(frozen=True)

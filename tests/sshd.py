@@ -288,6 +288,12 @@ async def stall(process: asyncssh.SSHServerProcess[bytes]) -> None:
     await asyncio.sleep(3600)
 
 
+async def stall_midway(process: asyncssh.SSHServerProcess[bytes]) -> None:
+    """A session whose probe starts (its first line) and then hangs."""
+    process.stdout.write(b"#fleetcompat-probe v1\n")
+    await asyncio.sleep(3600)
+
+
 def close_midway(output: bytes) -> Behaviour:
     """A session that writes part of the output, then drops the connection."""
 

@@ -63,6 +63,7 @@ async def test_each_misbehaving_peer_ends_with_its_own_outcome(
         "good": await peers.ssh_peer(peers.serve_output(recorded_output)),
         "silent": await peers.silent_tcp(),
         "stalls": await peers.ssh_peer(peers.stall),
+        "hangs": await peers.ssh_peer(peers.stall_midway),
         "closes": await peers.ssh_peer(peers.close_midway(recorded_output)),
         "endless": await peers.ssh_peer(peers.endless),
         "rejects": await peers.ssh_peer(
@@ -107,7 +108,8 @@ async def test_each_misbehaving_peer_ends_with_its_own_outcome(
     expected = {
         "good": ("ok", ""),
         "silent": ("timeout", "(connect)"),
-        "stalls": ("timeout", "(probe)"),
+        "stalls": ("timeout", "said nothing within 0.9s of starting (start)"),
+        "hangs": ("timeout", "not done within the host deadline of 3s (probe)"),
         "closes": ("probe-failed", "connection closed before the probe finished"),
         "endless": ("output-oversized", "more than"),
         "rejects": ("auth-failed", "refused every key"),

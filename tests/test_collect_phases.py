@@ -83,7 +83,7 @@ async def test_connect_timeout_bounds_a_peer_that_never_speaks(
 async def test_probe_timeout_bounds_a_probe_that_never_ends(
     tmp_path: Path, started: list[Peer]
 ) -> None:
-    stalled = await peers.ssh_peer(peers.stall)
+    stalled = await peers.ssh_peer(peers.stall_midway)
     started.append(stalled)
     (tmp_path / "known_hosts").write_text(stalled.known_hosts_line())
     inventory = one_host(tmp_path, stalled)
@@ -97,10 +97,29 @@ async def test_probe_timeout_bounds_a_probe_that_never_ends(
 
 
 @pytest.mark.sshd
-async def test_a_host_s_own_deadline_still_ends_it_inside_a_longer_phase(
+async def test_start_timeout_ends_a_host_whose_probe_never_starts(
     tmp_path: Path, started: list[Peer]
 ) -> None:
     stalled = await peers.ssh_peer(peers.stall)
+    started.append(stalled)
+    (tmp_path / "known_hosts").write_text(stalled.known_hosts_line())
+    inventory = one_host(tmp_path, stalled)
+
+    host = await collect_one(
+        tmp_path, inventory, "--timeout", "60", "--start-timeout", "0.5"
+    )
+
+    assert host["outcome"] == "timeout"
+    assert host["reason"].startswith(
+        "the probe said nothing within 0.5s of starting (start)"
+    )
+
+
+@pytest.mark.sshd
+async def test_a_host_s_own_deadline_still_ends_it_inside_a_longer_phase(
+    tmp_path: Path, started: list[Peer]
+) -> None:
+    stalled = await peers.ssh_peer(peers.stall_midway)
     started.append(stalled)
     (tmp_path / "known_hosts").write_text(stalled.known_hosts_line())
     inventory = one_host(tmp_path, stalled, "fleetcompat_timeout: 1")
@@ -141,18 +160,18 @@ async def test_a_host_s_own_longer_deadline_gives_its_probe_the_time(
     assert json.loads(out)["hosts"][0]["outcome"] == "ok"
 
 
-def test_a_host_s_own_deadline_stretches_only_a_default_probe_phase() -> None:
+def test_a_host_s_own_deadline_derives_the_phases_not_given() -> None:
     run = Timeouts.for_host(90)
-    pinned = Timeouts.for_host(90, probe=30)
+    pinned = Timeouts.for_host(90, probe=30, start=2)
 
-    assert run.for_one_host(300) == Timeouts(10, 15, 300, 300)
-    assert run.for_one_host(5) == Timeouts(5, 5, 5, 5)
-    assert pinned.for_one_host(300).probe == 30
-    assert pinned.for_one_host(20).probe == 20
+    assert run.for_one_host(300) == Timeouts(10, 15, 300, 300, 15)
+    assert run.for_one_host(5) == Timeouts(1.5, 1.5, 5, 5, 1.5)
+    assert pinned.for_one_host(300) == Timeouts(10, 15, 30, 300, 2, ("start", "probe"))
+    assert pinned.for_one_host(20) == Timeouts(6, 6, 20, 20, 2, ("start", "probe"))
 
 
 @pytest.mark.parametrize("command", ["collect", "audit"])
-@pytest.mark.parametrize("phase", ["connect", "auth", "probe"])
+@pytest.mark.parametrize("phase", ["connect", "auth", "start", "probe"])
 async def test_a_phase_longer_than_the_host_deadline_is_a_usage_error(
     tmp_path: Path, command: str, phase: str
 ) -> None:
@@ -185,8 +204,8 @@ def test_phases_not_given_are_derived_from_the_host_deadline() -> None:
     derived = Timeouts.for_host(20)
     long = Timeouts.for_host(200, auth=30)
 
-    assert derived == Timeouts(connect=6, auth=6, probe=20, host=20)
-    assert long == Timeouts(connect=10, auth=30, probe=200, host=200)
+    assert derived == Timeouts(connect=6, auth=6, probe=20, host=20, start=6)
+    assert long == Timeouts(10, 30, 200, 200, 15, given=("auth",))
 
 
 def test_a_phase_longer_than_the_host_deadline_is_refused_from_python() -> None:

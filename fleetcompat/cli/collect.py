@@ -73,6 +73,9 @@ def collection_options(func: F) -> F:
         ),
         _phase_option("connect", "TCP connect and SSH handshake", "at most 10"),
         _phase_option("auth", "user authentication", "at most 15"),
+        _phase_option(
+            "start", "from running the probe to its first output", "at most 15"
+        ),
         _phase_option("probe", "running the probe, reading its output", ""),
         click.option(
             "--known-hosts",

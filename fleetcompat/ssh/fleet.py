@@ -197,9 +197,10 @@ class Fleet:
         tunnel = await self.bastion(target.jump, inherited) if target.jump else None
         conn = await self.connect(target, phase, tunnel, timeouts)
         try:
-            phase.name = "probe"
             phase.release()  # waiting on a probe costs nothing; let others connect
-            return await run_remote(conn, script, timeouts, self.options.max_output)
+            return await run_remote(
+                conn, script, timeouts, self.options.max_output, phase
+            )
         finally:
             conn.close()
 

@@ -19,6 +19,7 @@ from fleetcompat.probing import (
     Timeouts,
     probe_output,
 )
+from fleetcompat.ssh.handshake import Phase
 
 
 async def tcp_connect(host: str, port: int) -> socket.socket:
@@ -62,15 +63,17 @@ class _ProbeSession(asyncssh.SSHClientSession[bytes]):
         self.oversized = False
         self.exit_status: int | None = None
         self.exit_signal: str | None = None
-        self.done: asyncio.Future[Exception | None] = (
-            asyncio.get_running_loop().create_future()
-        )
+        loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[Exception | None] = loop.create_future()
+        self.started: asyncio.Future[None] = loop.create_future()
         self.channel: Any = None
 
     def connection_made(self, chan: Any) -> None:
         self.channel = chan
 
     def data_received(self, data: bytes, datatype: int | None) -> None:
+        if not self.started.done():
+            self.started.set_result(None)
         if datatype == asyncssh.EXTENDED_DATA_STDERR:
             self.stderr += data
             del self.stderr[: -4 * STDERR_EXCERPT]
@@ -90,19 +93,30 @@ class _ProbeSession(asyncssh.SSHClientSession[bytes]):
         self.exit_signal = signal
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.started.done():
+            self.started.set_result(None)
         if not self.done.done():
             self.done.set_result(exc)
 
 
-async def run_remote(conn: Any, script: bytes, timeouts: Timeouts, limit: int) -> bytes:
-    """Run the probe as `sh -s` with the script on stdin; bounded, deadlined."""
+async def run_remote(
+    conn: Any, script: bytes, timeouts: Timeouts, limit: int, phase: Phase
+) -> bytes:
+    """Run the probe as `sh -s` with the script on stdin; bounded, deadlined.
+
+    The probe must say something within the start deadline (it writes its first
+    line at once), and finish within the probe deadline.
+    """
     try:
         async with asyncio.timeout(timeouts.probe):
+            phase.name = "start"
             chan, session = await conn.create_session(
                 lambda: _ProbeSession(limit), "sh -s", encoding=None
             )
             chan.write(script)
             chan.write_eof()
+            await _started(session, timeouts.start)
+            phase.name = "probe"
             error = await session.done
     except TimeoutError:
         raise CollectError(
@@ -121,3 +135,16 @@ async def run_remote(conn: Any, script: bytes, timeouts: Timeouts, limit: int) -
         limit,
         error,
     )
+
+
+async def _started(session: _ProbeSession, limit: float) -> None:
+    """Wait for the probe's first output (or its end) within the start deadline."""
+    try:
+        async with asyncio.timeout(limit):
+            await session.started
+    except TimeoutError:
+        raise CollectError(
+            TIMEOUT,
+            f"the probe said nothing within {limit:g}s of starting (start): the "
+            "host is hung in its login (PAM, home directory, shell start-up)",
+        ) from None
