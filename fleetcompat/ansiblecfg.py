@@ -13,7 +13,7 @@ setting (environment variable wins)          host variable it is the default of
   (ANSIBLE_REMOTE_USER)
 `[defaults] remote_port`                     `ansible_port`
   (ANSIBLE_REMOTE_PORT)
-`[defaults] private_key_file`                `ansible_ssh_private_key_file`
+`[defaults] private_key_file`                `ansible_private_key_file`
   (ANSIBLE_PRIVATE_KEY_FILE)
 `[ssh_connection] ssh_args`                  `ansible_ssh_args`
   (ANSIBLE_SSH_ARGS)
@@ -57,7 +57,7 @@ SETTINGS = {
     ("defaults", "remote_port"): ("ANSIBLE_REMOTE_PORT", "ansible_port"),
     ("defaults", "private_key_file"): (
         "ANSIBLE_PRIVATE_KEY_FILE",
-        "ansible_ssh_private_key_file",
+        "ansible_private_key_file",
     ),
     ("ssh_connection", "ssh_args"): ("ANSIBLE_SSH_ARGS", "ansible_ssh_args"),
     ("ssh_connection", "ssh_common_args"): (
@@ -69,7 +69,12 @@ SETTINGS = {
         "ansible_ssh_extra_args",
     ),
 }
-"""(section, key) -> (environment variable, host variable), for what is read."""
+"""(section, key) -> (environment variable, host variable), for what is read.
+
+A default stands in the variable's newer name (`ansible_user`, not
+`ansible_ssh_user`): the inventory reader prefers the older name when both are
+set, as Ansible does, so either name set in the inventory beats the default.
+"""
 
 HOST_KEY_CHECKING = (
     (("defaults", "host_key_checking"), "ANSIBLE_HOST_KEY_CHECKING"),

@@ -12,8 +12,11 @@ then host vars; `load_inventory` adds ansible.cfg's defaults below them and the
 `group_vars/` and `host_vars/` beside the file in between
 (`fleetcompat.inventory_vars`). Of Ansible's connection variables these are
 honoured: `ansible_host`, `ansible_port`, `ansible_user`,
-`ansible_ssh_private_key_file` (or `ansible_private_key_file`, which it
-overrides, as in Ansible), `ansible_connection` (`ssh` or `local`), and in
+`ansible_private_key_file`, each also by its older name (`ansible_ssh_host`,
+`ansible_ssh_port`, `ansible_ssh_user`, `ansible_ssh_private_key_file`), which
+wins whenever both are set, wherever each was set (Ansible's ssh plugin takes
+the last name of its list that has a value, whatever the precedence of the
+places the two came from); `ansible_connection` (`ssh` or `local`), and in
 `ansible_ssh_args`, `ansible_ssh_common_args` and `ansible_ssh_extra_args` the
 options `-o ProxyJump=`, `-J`, `-p`, `-l`, `-i`, `-o Port/User/IdentityFile=` and
 a `ProxyCommand` of the form `ssh -W %h:%p bastion`.
@@ -483,14 +486,14 @@ def _host_spec(
     if _truthy(settings.get("skip", "false")):
         skip = "fleetcompat_skip is set"
 
-    port_text = value("ansible_port", "ansible_ssh_port") or options.get("port")
+    port_text = value("ansible_ssh_port", "ansible_port") or options.get("port")
     jump_text = settings.get("jump", options.get("jump"))
     password = value(*PASSWORD_KEYS)
     return HostSpec(
         name=name,
-        address=value("ansible_host", "ansible_ssh_host") or name,
+        address=value("ansible_ssh_host", "ansible_host") or name,
         port=_port(port_text, name, reader) if port_text else None,
-        user=value("ansible_user", "ansible_ssh_user") or options.get("user"),
+        user=value("ansible_ssh_user", "ansible_user") or options.get("user"),
         key_file=value("ansible_ssh_private_key_file", "ansible_private_key_file")
         or options.get("key"),
         jump=_jump_chain(jump_text, name, reader),

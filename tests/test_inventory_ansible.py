@@ -1,0 +1,548 @@
+"""Inventories read by fleetcompat and by Ansible itself must name the same hosts.
+
+Each inventory below (INI, YAML, group_vars/host_vars, ansible.cfg, vault) is
+given to real Ansible (`FLEETCOMPAT_ANSIBLE`, a venv with ansible-core, which
+scripts/test.sh makes) twice:
+
+- `ansible-inventory --list`: the hosts, the groups each is in, and the merged
+  variables (for the `fleetcompat_` settings);
+- `ansible all -m ping` with a stand-in `ssh` that prints the arguments it was
+  given and fails: what Ansible's ssh plugin would connect to, as whom, on
+  which port, with which key and through which jump host. This is where
+  ansible.cfg's `remote_user`, `remote_port` and `private_key_file` show, which
+  `ansible-inventory` never applies to host variables (they are the connection
+  plugin's defaults), and where the plugin's choice between a variable's two
+  names (`ansible_user` and `ansible_ssh_user`) is made.
+
+fleetcompat's `HostSpec` for every host must agree with both, read from the
+inventory file and from Ansible's `--list` output of it. The `-t` (tree)
+option that collects the ping results is deprecated in ansible-core 2.19 and
+goes in 2.23; scripts/test.sh installs a version below 2.20.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetcompat.inventory import HostSpec, Inventory, load_inventory
+from fleetcompat.vault import Keyring
+from tests.vault_files import encrypt
+
+VAULT_PASSWORD = "fleet-vault-password"
+
+FAKE_SSH = """\
+#!{python}
+import json, sys
+sys.stderr.write("FAKE-SSH " + json.dumps(sys.argv[1:]) + "\\n")
+sys.exit(255)
+"""
+"""An `ssh` that tells what it was asked to do, and fails as if unreachable."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One inventory as written to disk: the file, its ansible.cfg, its vault."""
+
+    inventory: Path
+    config: Path
+    vault_password_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Connection:
+    """What Ansible's ssh plugin handed to `ssh` for one host."""
+
+    address: str
+    port: int | None
+    user: str | None
+    key_file: str | None
+    jump: str | None
+
+
+@dataclass(frozen=True)
+class AnsibleView:
+    """What Ansible says of one inventory."""
+
+    case: Case
+    groups: dict[str, set[str]]
+    """Each host's groups (but `all` and `ungrouped`), from `--list`."""
+    hostvars: dict[str, dict[str, Any]]
+    connections: dict[str, Connection]
+    listing: Path
+    """`ansible-inventory --list` output, saved where no vars directory is."""
+
+
+def write(path: Path, text: str) -> Path:
+    """Write `text` to `path`, making its directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def empty_config(base: Path) -> Path:
+    """An ansible.cfg that sets nothing, so the machine's own stays out."""
+    return write(base / "config" / "ansible.cfg", "[defaults]\n")
+
+
+def vault_block(plaintext: str, indent: int) -> str:
+    """`!vault |` with `plaintext` encrypted, its lines indented for YAML."""
+    pad = " " * indent
+    lines = encrypt(plaintext, VAULT_PASSWORD).splitlines()
+    return "!vault |\n" + "".join(f"{pad}{line}\n" for line in lines)
+
+
+def ini_fleet(base: Path) -> Case:
+    """INI: ungrouped hosts, ranges, host:port, children, vars, old names."""
+    inventory = write(
+        base / "hosts",
+        """\
+# hosts before the first section are in `ungrouped`
+bastion.example.net ansible_user=ops ansible_port=2201
+lab-box ansible_ssh_host=192.0.2.50 ansible_ssh_port=2222 ansible_ssh_user=labops
+web01.example.net   # listed under [web] too, so not ungrouped
+
+[web]
+web[01:04].example.net
+web-canary.example.net:2222 fleetcompat_skip=True
+web01.example.net ansible_host=10.0.10.1
+
+[db]
+db[1:5:2].example.net ansible_ssh_private_key_file=/k/db ansible_private_key_file=/k/pg
+db2.example.net:5022 ansible_host=10.0.20.12 ansible_user=pg ansible_ssh_user=pgadmin
+
+[edge]
+edge-[a:c] ansible_host=edge.example.net
+
+[edge:vars]
+ansible_ssh_extra_args=-J jump@edge-gw.example.net:2022
+
+[datacenter:children]
+web
+db
+
+[datacenter:vars]
+ansible_user=deploy
+ansible_ssh_common_args='-o ProxyJump=ops@bastion.example.net:2201'
+fleetcompat_timeout=60
+
+[web:vars]
+ansible_private_key_file=~/.ssh/id_web
+fleetcompat_timeout=45
+
+[all:vars]
+ansible_port=22
+fleetcompat_timeout=90
+""",
+    )
+    return Case(inventory, empty_config(base))
+
+
+def yaml_nested(base: Path) -> Case:
+    """YAML: children three deep, ansible_group_priority, ranges, ports, old names."""
+    inventory = write(
+        base / "inventory.yaml",
+        """\
+all:
+  vars:
+    ansible_user: admin
+    fleetcompat_timeout: 120
+  hosts:
+    mgmt.example.org:
+      ansible_host: 198.51.100.10
+  children:
+    europe:
+      vars:
+        ansible_user: eu-admin
+        fleetcompat_jump_concurrency: 4
+      children:
+        paris:
+          vars:
+            ansible_port: 2210
+            fleetcompat_timeout: 30
+          hosts:
+            par-node-[a:c].example.org:
+            par-gpu01.example.org:2022:
+              ansible_ssh_private_key_file: /keys/gpu
+        berlin:
+          hosts:
+            ber-node[1:3].example.org:
+    gpu:
+      vars:
+        ansible_user: gpu-ops
+        ansible_group_priority: 10
+        fleetcompat_timeout: 300
+      hosts:
+        par-gpu01.example.org:
+        ber-node2.example.org:
+    storage:
+      vars:
+        ansible_user: storage-ops
+        ansible_port: 2400
+      hosts:
+        ber-node2.example.org:
+    legacy:
+      vars:
+        ansible_ssh_user: legacy-root
+        ansible_ssh_port: 2600
+        ansible_ssh_host: 10.0.3.3
+      hosts:
+        ber-node3.example.org:
+          ansible_port: 22
+          ansible_host: ber-node3.mgmt.example.org
+""",
+    )
+    return Case(inventory, empty_config(base))
+
+
+def vars_directories(base: Path) -> Case:
+    """INI beside group_vars/ and host_vars/: files, directories, extensions."""
+    inventory = write(
+        base / "hosts.ini",
+        """\
+orphan.internal
+
+[app]
+app1.internal
+app2.internal ansible_user=inline-user
+app3.internal
+
+[cache]
+cache1.internal
+cache2.internal fleetcompat_timeout=7
+
+[app:vars]
+ansible_user=from-inventory-group
+fleetcompat_timeout=10
+""",
+    )
+    write(
+        base / "group_vars" / "all.yml",
+        "ansible_port: 2200\nfleetcompat_timeout: 20\n"
+        "ansible_ssh_common_args: -o ProxyJump=gw.internal\n",
+    )
+    app = base / "group_vars" / "app"
+    write(app / "10-conn.yml", "ansible_user: from-group-dir\n")
+    write(app / "20-more.yaml", "fleetcompat_timeout: 30\n")
+    write(app / "sub" / "30-nested.yml", "ansible_port: 2300\n")
+    write(app / "notes.txt", "ansible_port: 9999\n")
+    write(app / "40-backup.yml~", "ansible_port: 9998\n")
+    write(app / ".hidden.yml", "ansible_port: 9997\n")
+    write(
+        base / "group_vars" / "cache.json",
+        '{"ansible_user": "redis", "ansible_ssh_private_key_file": "/keys/cache"}\n',
+    )
+    write(base / "group_vars" / "ungrouped.yml", "ansible_user: lonely\n")
+    write(base / "host_vars" / "app1.internal.yml", "ansible_host: 10.9.0.1\n")
+    write(base / "host_vars" / "app3.internal", "ansible_ssh_port: 2333\n")
+    cache1 = base / "host_vars" / "cache1.internal"
+    write(cache1 / "a.yml", "ansible_private_key_file: /keys/cache1\n")
+    write(cache1 / "b.yml", "fleetcompat_timeout: 5\nansible_ssh_user: valkey\n")
+    return Case(inventory, empty_config(base))
+
+
+def ansible_cfg(base: Path) -> Case:
+    """ansible.cfg's connection defaults, and the inventory variables that beat them."""
+    config = write(
+        base / "config" / "ansible.cfg",
+        """\
+[defaults]
+remote_user = cfg-deploy
+remote_port = 2022
+private_key_file = keys/fleet_ed25519
+
+[ssh_connection]
+ssh_common_args = -o ProxyJump=jump@gw.example.com
+""",
+    )
+    inventory = write(
+        base / "inventory.yml",
+        """\
+all:
+  hosts:
+    plain.example.com:
+    old-user.example.com:
+      ansible_ssh_user: legacy
+    key-alias.example.com:
+      ansible_private_key_file: /keys/alias
+    own-port.example.com:
+      ansible_port: 22
+    own-jump.example.com:
+      ansible_ssh_common_args: -J other@gw2.example.com
+  children:
+    ops:
+      vars:
+        ansible_user: ops-user
+      hosts:
+        ops1.example.com:
+""",
+    )
+    return Case(inventory, config)
+
+
+def vaulted(base: Path) -> Case:
+    """`!vault` values in the inventory and in vars files, and a vaulted file."""
+    inventory = write(
+        base / "inventory.yml",
+        f"""\
+all:
+  children:
+    secure:
+      vars:
+        ansible_user: {vault_block("vault-deploy", 10)}
+      hosts:
+        sec1.example.com:
+          ansible_host: {vault_block("203.0.113.7", 12)}
+        sec2.example.com:
+        sec3.example.com:
+          ansible_ssh_private_key_file: {vault_block("/keys/sec3", 12)}
+""",
+    )
+    write(
+        base / "group_vars" / "secure.yml",
+        encrypt("ansible_port: 2444\nfleetcompat_timeout: 15\n", VAULT_PASSWORD),
+    )
+    write(
+        base / "host_vars" / "sec2.example.com.yml",
+        f"ansible_ssh_user: {vault_block('sec2-admin', 2)}",
+    )
+    password = write(base / "vault-pass", VAULT_PASSWORD + "\n")
+    return Case(inventory, empty_config(base), password)
+
+
+CASES: dict[str, Callable[[Path], Case]] = {
+    "ini-fleet": ini_fleet,
+    "yaml-nested": yaml_nested,
+    "vars-directories": vars_directories,
+    "ansible-cfg": ansible_cfg,
+    "vaulted": vaulted,
+}
+
+
+@pytest.fixture(scope="module")
+def ansible_inventory() -> Path:
+    """Ansible's `ansible-inventory`; skipped when absent, a failure under CI."""
+    venv = os.environ.get("FLEETCOMPAT_ANSIBLE")
+    program = Path(venv) / "bin" / "ansible-inventory" if venv else None
+    if program is None or not os.access(program, os.X_OK):
+        message = (
+            "Ansible not found: set FLEETCOMPAT_ANSIBLE to a venv with "
+            "ansible-core (scripts/test.sh makes .venv-ansible)"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return program
+
+
+@pytest.fixture(scope="module")
+def views(
+    ansible_inventory: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, AnsibleView]:
+    """Every case written out and read by Ansible, the cases side by side."""
+    root = tmp_path_factory.mktemp("ansible")
+    fake_ssh = write(root / "bin" / "ssh", FAKE_SSH.format(python=sys.executable))
+    fake_ssh.chmod(0o755)
+    cases = {name: build(root / name) for name, build in CASES.items()}
+    with ThreadPoolExecutor(max_workers=len(cases)) as pool:
+        futures = {
+            name: pool.submit(ask_ansible, ansible_inventory, case, fake_ssh)
+            for name, case in cases.items()
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
+def ansible_env(case: Case, fake_ssh: Path) -> dict[str, str]:
+    """An environment in which only the case's files speak to Ansible."""
+    home = case.inventory.parent / "home"
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LC_ALL": "C.UTF-8",
+        "HOME": str(home),
+        "ANSIBLE_CONFIG": str(case.config),
+        "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
+        "ANSIBLE_SSH_EXECUTABLE": str(fake_ssh),
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+        "ANSIBLE_NOCOLOR": "1",
+    }
+
+
+def run(program: Path, args: list[str], case: Case, fake_ssh: Path) -> str:
+    """One Ansible command on the case's inventory; its stdout."""
+    vault = ["--vault-password-file", str(case.vault_password_file)]
+    command = [str(program), "-i", str(case.inventory), *args]
+    if case.vault_password_file is not None:
+        command += vault
+    done = subprocess.run(
+        command,
+        env=ansible_env(case, fake_ssh),
+        cwd=case.inventory.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.stdout if done.returncode in (0, 4) else f"{done.stderr}\n!failed"
+
+
+def ask_ansible(program: Path, case: Case, fake_ssh: Path) -> AnsibleView:
+    """`ansible-inventory --list` and a ping through the stand-in ssh, read."""
+    listed = run(program, ["--list"], case, fake_ssh)
+    assert not listed.endswith("!failed"), listed
+    data = json.loads(listed)
+    listing = write(case.inventory.parent / "listing" / "inventory.json", listed)
+
+    tree = case.inventory.parent / "ping-results"
+    ansible = program.with_name("ansible")
+    pinged = run(
+        ansible,
+        ["all", "-m", "ansible.builtin.ping", "-f", "50", "-t", str(tree)],
+        case,
+        fake_ssh,
+    )
+    assert not pinged.endswith("!failed"), pinged
+    connections = {
+        path.name: connection_of(json.loads(path.read_text())["msg"])
+        for path in tree.iterdir()
+    }
+    return AnsibleView(
+        case, groups_of(data), data["_meta"]["hostvars"], connections, listing
+    )
+
+
+def groups_of(listing: dict[str, Any]) -> dict[str, set[str]]:
+    """Each host's groups, every ancestor included, from `--list` output."""
+
+    def members(group: str) -> set[str]:
+        body = listing.get(group, {})
+        found = set(body.get("hosts", []))
+        for child in body.get("children", []):
+            found |= members(child)
+        return found
+
+    groups: dict[str, set[str]] = {host: set() for host in members("all")}
+    groups.update({h: set() for h in listing["_meta"]["hostvars"]})
+    for group in listing:
+        if group in ("_meta", "all", "ungrouped"):
+            continue
+        for host in members(group):
+            groups[host].add(group)
+    return groups
+
+
+def connection_of(message: str) -> Connection:
+    """The host, port, user, key and jump host of the ssh command in `message`."""
+    argv = json.loads(message.split("FAKE-SSH ", 1)[1].splitlines()[0])
+    options: dict[str, str] = {}
+    jump = None
+    for flag, value in zip(argv, argv[1:], strict=False):
+        if flag == "-o":
+            key, _, text = value.partition("=")
+            options.setdefault(key.lower(), text.strip('"'))
+        elif flag == "-J":
+            jump = value
+    port = options.get("port")
+    return Connection(
+        address=argv[-2],
+        port=int(port) if port else None,
+        user=options.get("user"),
+        key_file=options.get("identityfile"),
+        jump=options.get("proxyjump", jump),
+    )
+
+
+@pytest.fixture
+def case_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Callable[[Case], Keyring]:
+    """Sets this process up as Ansible was for a case; gives the case's keyring."""
+    for name in list(os.environ):
+        if name.startswith("ANSIBLE_"):
+            monkeypatch.delenv(name)
+
+    def enter(case: Case) -> Keyring:
+        monkeypatch.setenv("ANSIBLE_CONFIG", str(case.config))
+        monkeypatch.setenv("HOME", str(case.inventory.parent / "home"))
+        monkeypatch.chdir(tmp_path)
+        files = [str(case.vault_password_file)] if case.vault_password_file else []
+        return Keyring.from_options(password_files=files, environ={})
+
+    return enter
+
+
+def as_fleetcompat_connects(spec: HostSpec) -> Connection:
+    """A HostSpec in the terms of the ssh command line Ansible writes."""
+    jump = ",".join(str(hop) for hop in spec.jump) if spec.jump else None
+    key = os.path.expanduser(spec.key_file) if spec.key_file else None
+    return Connection(spec.address, spec.port, spec.user, key, jump)
+
+
+def settings_of(hostvars: dict[str, Any]) -> dict[str, str]:
+    """The `fleetcompat_` variables Ansible merged for a host, as HostSpec has them."""
+    return {
+        key.removeprefix("fleetcompat_"): str(value)
+        for key, value in hostvars.items()
+        if key.startswith("fleetcompat_")
+    }
+
+
+def disagreements(inventory: Inventory, view: AnsibleView) -> list[str]:
+    """Where fleetcompat's hosts differ from Ansible's, one line a difference."""
+    found = []
+    names = {spec.name for spec in inventory.hosts}
+    if names != set(view.groups):
+        found.append(f"hosts: {sorted(names)} != {sorted(view.groups)}")
+    for spec in inventory.hosts:
+        ours = {
+            "groups": set(spec.groups),
+            "connection": as_fleetcompat_connects(spec),
+            "settings": dict(spec.settings),
+        }
+        theirs = {
+            "groups": view.groups.get(spec.name),
+            "connection": view.connections.get(spec.name),
+            "settings": settings_of(view.hostvars.get(spec.name, {})),
+        }
+        for key, value in ours.items():
+            if value != theirs[key]:
+                found.append(f"{spec.name} {key}: {value} != {theirs[key]}")
+    return found
+
+
+@pytest.fixture(params=sorted(CASES))
+def view(request: pytest.FixtureRequest, views: dict[str, AnsibleView]) -> AnsibleView:
+    """One case as Ansible read it."""
+    return views[request.param]
+
+
+def test_every_host_is_read_as_ansible_reads_the_inventory_file(
+    view: AnsibleView, case_environment: Callable[[Case], Keyring]
+) -> None:
+    keyring = case_environment(view.case)
+
+    inventory = load_inventory(view.case.inventory, keyring)
+
+    assert disagreements(inventory, view) == []
+
+
+def test_every_host_is_read_as_ansible_reads_its_own_listing(
+    view: AnsibleView, case_environment: Callable[[Case], Keyring]
+) -> None:
+    keyring = case_environment(view.case)
+
+    inventory = load_inventory(view.listing, keyring)
+
+    assert disagreements(inventory, view) == []
+
+
+def test_the_cases_reach_every_host_through_ssh(views: dict[str, AnsibleView]) -> None:
+    for name, view in views.items():
+        assert set(view.connections) == set(view.groups), name
