@@ -1,9 +1,8 @@
 """Inventories read by fleetcompat and by Ansible itself must name the same hosts.
 
 Each inventory of tests/ansible_inventories.py (INI, YAML, group_vars/ and
-host_vars/, ansible.cfg, vault) is
-given to real Ansible (`FLEETCOMPAT_ANSIBLE`, a venv with ansible-core, which
-scripts/test.sh makes) twice:
+host_vars/, ansible.cfg, vault) is given to real Ansible (`FLEETCOMPAT_ANSIBLE`,
+a venv with ansible-core, which scripts/test.sh makes) twice:
 
 - `ansible-inventory --list`: the hosts, the groups each is in, and the merged
   variables (for the `fleetcompat_` settings);
