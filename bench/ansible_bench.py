@@ -33,7 +33,7 @@ Runs, in order, each round:
 
 Needs root (the account, the cgroups, addresses in 127/8) and ansible-core in a
 venv of its own (`python3 -m venv /tmp/ansible-venv && /tmp/ansible-venv/bin/pip
-install ansible-core`). Figures go to bench/results/ansible.json.
+install ansible-core`). Figures go to bench/results/ansible.json (`--out`).
 """
 
 from __future__ import annotations
@@ -207,6 +207,9 @@ def main() -> None:
     parser.add_argument("--forks", type=int, default=10, help="both tools' concurrency")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--out", default="ansible.json", help="file name under bench/results"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("ansible_bench: run as root (account, cgroups, 127/8 addresses)")
@@ -294,7 +297,7 @@ def main() -> None:
                 shutil.rmtree(home / ".ansible", ignore_errors=True)
 
         figures = summarize(rounds, args)
-        out = REPO / "bench" / "results" / "ansible.json"
+        out = REPO / "bench" / "results" / args.out
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(figures, indent=2) + "\n")
         print(json.dumps(figures["median"], indent=2))

@@ -1,4 +1,4 @@
-"""Benchmark of `fleetcompat collect` on simulated and real loopback fleets.
+"""Benchmark of `fleetcompat collect` on a simulated loopback fleet.
 
 Measurements (each client in its own process; CPU and peak RSS from wait4):
 
@@ -6,7 +6,10 @@ Measurements (each client in its own process; CPU and peak RSS from wait4):
    recorded probe outputs of real machines) collected by `fleetcompat collect`,
    against a bare asyncssh client that connects and runs `true` on the same hosts
    at the same concurrency;
-2. hanging: the same with 10% of the hosts stalling after login;
+2. hanging: the same with 10% of the hosts hung, in two ways: in their login
+   (the probe never starts: ended by the start deadline) and in the middle of
+   the probe (ended by the host deadline); the latter also as a second, nightly
+   run over the same database, where the hosts that hung start first;
 3. db: database size for 10,000 hosts drawn from 50 distinct machines, and what
    a second run over the unchanged fleet adds;
 
@@ -54,7 +57,7 @@ MACHINES = [
 
 
 async def serve(port: int, key_path: str, outputs_dir: str, ready: str) -> None:
-    """Serve recorded probe outputs; user `hang*` stalls, command `true` exits 0."""
+    """Serve recorded probe outputs; users `hang*`, `midhang*` stall; `true` exits."""
     import asyncssh
 
     outputs = [p.read_bytes() for p in sorted(Path(outputs_dir).glob("*.probe"))]
@@ -75,7 +78,10 @@ async def serve(port: int, key_path: str, outputs_dir: str, ready: str) -> None:
             process.exit(0)
             return
         await process.stdin.read()
-        if user.startswith("hang"):
+        if user.startswith("hang"):  # hung in its login: the probe never starts
+            await asyncio.sleep(3600)
+        if user.startswith("midhang"):  # the probe starts, then hangs
+            process.stdout.write(b"#fleetcompat-probe v1\n")
             await asyncio.sleep(3600)
         process.stdout.write(outputs[hash(user) % len(outputs)])
         process.exit(0)
@@ -182,8 +188,10 @@ def record_outputs(target: Path) -> None:
         (target / f"{name}.probe").write_bytes(run_local_probe(str(root)))
 
 
-def fleet_inventory(path: Path, hosts: int, port: int, key: Path, hang: float) -> None:
-    """An inventory of simulated hosts; a fraction `hang` of them stall."""
+def fleet_inventory(
+    path: Path, hosts: int, port: int, key: Path, hang: float, how: str = "hang"
+) -> None:
+    """An inventory of simulated hosts; a fraction `hang` of them stall, `how`."""
     lines = [
         "all:",
         "  vars:",
@@ -194,7 +202,7 @@ def fleet_inventory(path: Path, hosts: int, port: int, key: Path, hang: float) -
     ]
     every = int(1 / hang) if hang else 0
     for i in range(hosts):
-        user = f"hang{i}" if every and i % every == 0 else f"m{i % 4}"
+        user = f"{how}{i}" if every and i % every == 0 else f"m{i % 4}"
         lines += [f"    sim{i:05d}:", f"      ansible_user: {user}"]
     path.write_text("\n".join(lines) + "\n")
 
@@ -253,34 +261,45 @@ def bench_fleet(
         base.pop("stdout")
         results["bare_asyncssh_true"] = base
 
-        for label, hang in (("fleetcompat", 0.0), ("fleetcompat_10pct_hanging", 0.1)):
+        runs = (
+            ("fleetcompat", 0.0, "hang", 1),
+            ("fleetcompat_10pct_hung_in_login", 0.1, "hang", 1),
+            ("fleetcompat_10pct_hung_mid_probe", 0.1, "midhang", 1),
+            # a nightly run: the same fleet again, with the first run's history
+            ("fleetcompat_10pct_hung_mid_probe_second_run", 0.1, "midhang", 2),
+        )
+        for label, hang, how, runs_on_db in runs:
             inventory = work / f"{label}.yaml"
-            fleet_inventory(inventory, hosts, port, work / "id_ed25519", hang)
+            fleet_inventory(inventory, hosts, port, work / "id_ed25519", hang, how)
             db = work / f"{label}.db"
+            command = [
+                str(FLEETCOMPAT),
+                "collect",
+                "-i",
+                str(inventory),
+                "--db",
+                str(db),
+                "--concurrency",
+                str(concurrency),
+                "--timeout",
+                str(timeout),
+                "-o",
+                "json",
+                "-q",
+            ]
+            for _ in range(runs_on_db - 1):
+                measure(command, env)
             cpu0 = process_cpu(server.pid)
-            run = measure(
-                [
-                    str(FLEETCOMPAT),
-                    "collect",
-                    "-i",
-                    str(inventory),
-                    "--db",
-                    str(db),
-                    "--concurrency",
-                    str(concurrency),
-                    "--timeout",
-                    str(timeout),
-                    "-o",
-                    "json",
-                    "-q",
-                ],
-                env,
-            )
+            run = measure(command, env)
             run["server_cpu_s"] = round(process_cpu(server.pid) - cpu0, 2)
             summary = json.loads(run.pop("stdout"))
             run["counts"] = summary["counts"]
             run["db_mb"] = round(db.stat().st_size / 1e6, 2)
+            if hang:
+                bound = results["fleetcompat"]["wall_s"] + timeout
+                run["bound_s"] = round(bound, 2)
             results[label] = run
+            print(label, json.dumps(run), flush=True)
 
         per_host = results["fleetcompat"]["cpu_s"] / hosts * 1000
         base_per_host = base["cpu_s"] / hosts * 1000
