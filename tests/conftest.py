@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,15 @@ def _fleetcompat_logger_restored() -> Iterator[None]:
     saved = (logger.handlers[:], logger.propagate, logger.level)
     yield
     logger.handlers[:], logger.propagate, logger.level = saved
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[list[Any]]:
+    """Misbehaving peers (tests.sshd.Peer) a test started, closed after it."""
+    running: list[Any] = []
+    yield running
+    for peer in running:
+        peer.close()
 
 
 @pytest.fixture(scope="session")

@@ -373,3 +373,22 @@ async def run_cli(
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def peer_inventory(path: Path, key: Path, hosts: dict[str, tuple[str, int]]) -> Path:
+    """An inventory file naming each host by address and port, logging in as root."""
+    lines = [
+        "all:",
+        "  vars:",
+        "    ansible_user: root",
+        f"    ansible_ssh_private_key_file: {key}",
+        "  hosts:",
+    ]
+    for name, (address, port) in hosts.items():
+        lines += [
+            f"    {name}:",
+            f"      ansible_host: {address}",
+            f"      ansible_port: {port}",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path

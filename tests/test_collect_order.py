@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,37 +12,9 @@ from fleetcompat.inventory import HostSpec
 from fleetcompat.probe import run_local_probe
 from fleetcompat.store import Host, Store
 from tests import sshd as peers
-from tests.sshd import Peer, keygen, run_cli
+from tests.sshd import Peer, keygen, peer_inventory, run_cli
 
 pytestmark = pytest.mark.sshd
-
-
-@pytest.fixture
-async def started() -> AsyncIterator[list[Peer]]:
-    """Peers started by a test, closed after it."""
-    running: list[Peer] = []
-    yield running
-    for peer in running:
-        peer.close()
-
-
-def write_inventory(path: Path, key: Path, peers_by_name: dict[str, Peer]) -> Path:
-    """An inventory naming each peer, in the order given."""
-    lines = [
-        "all:",
-        "  vars:",
-        "    ansible_user: root",
-        f"    ansible_ssh_private_key_file: {key}",
-        "  hosts:",
-    ]
-    for name, peer in peers_by_name.items():
-        lines += [
-            f"    {name}:",
-            f"      ansible_host: {peer.address}",
-            f"      ansible_port: {peer.port}",
-        ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 async def test_a_host_that_timed_out_is_started_first_next_run(
@@ -58,8 +29,9 @@ async def test_a_host_that_timed_out_is_started_first_next_run(
     (tmp_path / "known_hosts").write_text(
         "".join(p.known_hosts_line() for p in started)
     )
-    inv = write_inventory(
-        tmp_path / "inv.yaml", key, {"a": first, "b": second, "z": hung}
+    hosts = {"a": first, "b": second, "z": hung}
+    inv = peer_inventory(
+        tmp_path / "inv.yaml", key, {n: (p.address, p.port) for n, p in hosts.items()}
     )
     db = str(tmp_path / "f.db")
     args = ("collect", "-i", str(inv), "--db", db, "--concurrency", "1")

@@ -15,7 +15,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncssh
@@ -207,15 +207,6 @@ class _KbdIntServer(asyncssh.SSHServer):  # type: ignore[misc]
         return list(responses) == [PASSWORD]
 
 
-@pytest.fixture
-async def kbdint_peers() -> AsyncIterator[list[Peer]]:
-    """Keyboard-interactive peers started by a test, closed after it."""
-    running: list[Peer] = []
-    yield running
-    for peer in running:
-        peer.close()
-
-
 async def kbdint_peer(prompt: str, answers: list[list[str]]) -> Peer:
     """An asyncssh server asking `prompt`, serving this machine's probe output."""
     key = asyncssh.generate_private_key("ssh-ed25519")
@@ -232,11 +223,11 @@ async def kbdint_peer(prompt: str, answers: list[list[str]]) -> Peer:
 
 
 async def test_keyboard_interactive_password_prompt_is_answered(
-    tmp_path: Path, kbdint_peers: list[Peer]
+    tmp_path: Path, started: list[Peer]
 ) -> None:
     answers: list[list[str]] = []
     peer = await kbdint_peer(f"Password for {ACCOUNT}@box: ", answers)
-    kbdint_peers.append(peer)
+    started.append(peer)
     (tmp_path / "known_hosts").write_text(peer.known_hosts_line())
     key = keygen(tmp_path / "id")
     line = f"ansible_ssh_pass: {PASSWORD}"
@@ -251,11 +242,11 @@ async def test_keyboard_interactive_password_prompt_is_answered(
 
 
 async def test_keyboard_interactive_other_prompt_fails_cleanly_unanswered(
-    tmp_path: Path, kbdint_peers: list[Peer]
+    tmp_path: Path, started: list[Peer]
 ) -> None:
     answers: list[list[str]] = []
     peer = await kbdint_peer("Verification code: ", answers)
-    kbdint_peers.append(peer)
+    started.append(peer)
     (tmp_path / "known_hosts").write_text(peer.known_hosts_line())
     key = keygen(tmp_path / "id")
     line = f"ansible_password: {PASSWORD}"

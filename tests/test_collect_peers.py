@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncssh
@@ -17,6 +16,7 @@ import pytest
 from fleetcompat.probe import run_local_probe
 from tests import sshd as peers
 from tests.sshd import Peer, collect_json, keygen, run_cli
+from tests.sshd import peer_inventory as inventory
 
 pytestmark = pytest.mark.sshd
 
@@ -25,34 +25,6 @@ pytestmark = pytest.mark.sshd
 def recorded_output() -> bytes:
     """A real probe output: this machine's, as a host would send it."""
     return run_local_probe()
-
-
-@pytest.fixture
-async def started() -> AsyncIterator[list[Peer]]:
-    """Peers started by a test, closed after it."""
-    running: list[Peer] = []
-    yield running
-    for peer in running:
-        peer.close()
-
-
-def inventory(path: Path, key: Path, hosts: dict[str, tuple[str, int]]) -> Path:
-    """An inventory file naming each host by address and port."""
-    lines = [
-        "all:",
-        "  vars:",
-        "    ansible_user: root",
-        f"    ansible_ssh_private_key_file: {key}",
-        "  hosts:",
-    ]
-    for name, (address, port) in hosts.items():
-        lines += [
-            f"    {name}:",
-            f"      ansible_host: {address}",
-            f"      ansible_port: {port}",
-        ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 async def test_each_misbehaving_peer_ends_with_its_own_outcome(

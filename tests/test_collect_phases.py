@@ -7,7 +7,6 @@ that phase and the deadline given for it, not the one --timeout would derive.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,6 @@ from fleetcompat.errors import InputError
 from fleetcompat.probing import Timeouts
 from tests import sshd as peers
 from tests.sshd import Peer, keygen, run_cli
-
-
-@pytest.fixture
-async def started() -> AsyncIterator[list[Peer]]:
-    """Peers started by a test, closed after it."""
-    running: list[Peer] = []
-    yield running
-    for peer in running:
-        peer.close()
 
 
 def one_host(tmp_path: Path, peer: Peer, *extra: str) -> Path:
