@@ -40,11 +40,9 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleetcompat.errors import InputError, RuleError
-from fleetcompat.explain import explain_rule, fix_count, single_fix
 from fleetcompat.features import Features
 from fleetcompat.platforms import (
     ANY_PLATFORM,
@@ -62,6 +60,16 @@ from fleetcompat.store import (
     EvalResult,
     HostStatus,
     Store,
+)
+from fleetcompat.targets import LayoutStatus, image_targets, layout_status
+from fleetcompat.verdicts import (
+    COMPATIBLE,
+    ERROR,
+    INCOMPATIBLE,
+    NOT_EVALUATED,
+    VERDICTS,
+    evaluate_pair,
+    holds,
 )
 
 if TYPE_CHECKING:
@@ -91,11 +99,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-COMPATIBLE = "compatible"
-INCOMPATIBLE = "incompatible"
-ERROR = "error"
-NOT_EVALUATED = "not-evaluated"
-VERDICTS = (COMPATIBLE, INCOMPATIBLE, ERROR, NOT_EVALUATED)
 
 RESULT_FORMAT = b"fleetcompat-eval-5\n"
 """Salts projection digests: changing how results are made retires old ones."""
@@ -172,90 +175,6 @@ class EvaluationRun:
 def plural(n: int, noun: str) -> str:
     """`1 host`, `2 hosts`: a count with its noun in agreement."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-@dataclass(frozen=True)
-class LayoutStatus:
-    """What the layouts said about themselves, kept with the run's settings."""
-
-    problems: tuple[str, ...] = ()
-    """One line per layout-level problem, naming the layout."""
-    unread: tuple[str, ...] = ()
-    """Layouts (resolved paths) that gave no image because they could not be read."""
-    image_layouts: tuple[tuple[str, str], ...] = ()
-    """(image name as evaluated, resolved path of its layout)."""
-
-    def settings(self) -> dict[str, Any]:
-        """The stored form, merged into the run's settings."""
-        return {
-            "layout_problems": list(self.problems),
-            "layouts_unread": list(self.unread),
-            "image_layouts": dict(self.image_layouts),
-        }
-
-
-def layout_status(catalog: Catalog) -> LayoutStatus:
-    """The layout-level problems of a catalog, and which layouts gave nothing.
-
-    A layout with a problem and no image at all could not be read (a missing or
-    broken index.json, an unsupported version); its problem says so.
-    """
-    with_images = {image.layout for image in catalog.images}
-    problems: list[str] = []
-    unread: list[str] = []
-    for problem in catalog.problems:
-        layout = _layout_of(catalog, problem)
-        if layout is not None and layout not in with_images:
-            problems.append(f"layout {layout} could not be read: {problem}")
-            unread.append(str(layout.resolve()))
-        elif layout is not None and not problem.startswith(str(layout)):
-            problems.append(f"layout {layout}: {problem}")
-        else:
-            problems.append(f"layout problem: {problem}")
-    names = zip(_image_names(catalog), catalog.images, strict=True)
-    image_layouts = tuple((name, str(image.layout.resolve())) for name, image in names)
-    return LayoutStatus(tuple(problems), tuple(dict.fromkeys(unread)), image_layouts)
-
-
-def _layout_of(catalog: Catalog, problem: str) -> Path | None:
-    """The layout a problem names at its start, if any."""
-    for layout in catalog.layouts:
-        if problem.startswith((f"{layout}/", f"{layout}:")):
-            return layout
-    if len(catalog.layouts) == 1:
-        return catalog.layouts[0]
-    return None
-
-
-def _image_names(catalog: Catalog) -> list[str]:
-    """Each image's name as evaluated: its name, with its layout when repeated."""
-    names: list[str] = []
-    seen: dict[str, int] = {}
-    for image in catalog.images:
-        name = image.name
-        seen[name] = seen.get(name, 0) + 1
-        names.append(name if seen[name] == 1 else f"{name} ({image.layout})")
-    return names
-
-
-def image_targets(catalog: Catalog) -> list[ImageTarget]:
-    """The targets of a `fleetcompat.oci.Catalog`: one per image and platform."""
-    targets: list[ImageTarget] = []
-    for name, image in zip(_image_names(catalog), catalog.images, strict=True):
-        problem = "; ".join(image.problems) or "no compatibility artifact"
-        choices = list(image.choices)
-        if not choices:
-            targets.append(ImageTarget(name, ANY_PLATFORM, None, None, problem))
-        for choice in choices:
-            platform = choice.platform.name if choice.platform else ANY_PLATFORM
-            artifact = choice.artifact
-            if artifact is None:
-                targets.append(ImageTarget(name, platform, None, None, problem))
-            else:
-                targets.append(
-                    ImageTarget(name, platform, artifact.digest, artifact.spec_bytes)
-                )
-    return targets
 
 
 def evaluate_fleet(
@@ -630,81 +549,6 @@ def _refs_text(references: Mapping[str, frozenset[str] | None], dedup: bool) -> 
     """A stable text of a spec's references, to share projections between specs."""
     parts = {k: (None if v is None else sorted(v)) for k, v in references.items()}
     return json.dumps([parts, dedup], sort_keys=True)
-
-
-def evaluate_pair(
-    spec: Spec, features: Features, projection: str, artifact: str
-) -> EvalResult:
-    """One spec on one (projected) host with NFD's engine, explained."""
-    from fleetcompat.validate import validate
-
-    try:
-        results = validate(spec, features)
-    except RuleError as exc:
-        return EvalResult(
-            projection,
-            artifact,
-            ERROR,
-            "E" * len(spec.compatibilities),
-            "",
-            str(exc),
-            {},
-        )
-
-    sets: list[dict[str, Any]] = []
-    letters = []
-    for compatibility, result in zip(spec.compatibilities, results, strict=True):
-        failing = [
-            explain_rule(rule, features)
-            for rule, outcome in zip(compatibility.rules, result.rules, strict=True)
-            if not outcome.is_match
-        ]
-        for rule in failing:
-            rule["count"] = fix_count(rule)
-        letters.append("I" if failing else "C")
-        sets.append({"ok": not failing, "rules": failing})
-
-    weights = [c.weight for c in spec.compatibilities]
-    compatible = holds(letters, weights)
-    blocker = "" if compatible else _blocker(sets, weights)
-    verdict = COMPATIBLE if compatible else INCOMPATIBLE
-    return EvalResult(
-        projection, artifact, verdict, "".join(letters), blocker, "", {"sets": sets}
-    )
-
-
-def holds(letters: Sequence[str], weights: Sequence[int]) -> bool:
-    """Whether an image can run, given each compatibility set's verdict letter.
-
-    Sets without a weight are requirements: all must hold. Sets with a weight
-    are node-affinity preferences (NFD's "preferred" and "fallback"): when there
-    are some, at least one must hold. A spec with no sets holds.
-    """
-    pairs = list(zip(letters, weights, strict=True))
-    required = [letter == "C" for letter, w in pairs if not w]
-    preferred = [letter == "C" for letter, w in pairs if w]
-    return all(required) and (not preferred or any(preferred))
-
-
-def _blocker(sets: Sequence[Mapping[str, Any]], weights: Sequence[int]) -> str:
-    """The one requirement whose change would make the image hold, if just one."""
-    failing_required = [
-        entry
-        for entry, w in zip(sets, weights, strict=True)
-        if not w and not entry["ok"]
-    ]
-    preferred = [entry for entry, w in zip(sets, weights, strict=True) if w]
-    candidates = [failing_required] if failing_required else []
-    if preferred and not any(entry["ok"] for entry in preferred):
-        if failing_required:
-            return ""  # a required set and a preferred one both fail: two things
-        candidates = [[entry] for entry in preferred]
-    for group in candidates:
-        rules = [rule for entry in group for rule in entry["rules"]]
-        item = single_fix(rules)
-        if item is not None:
-            return str(item["needs"])
-    return ""
 
 
 def _error_result(key: tuple[str, str], message: str) -> EvalResult:
