@@ -23,12 +23,12 @@ from fleetcompat.evaluate import (
 )
 from fleetcompat.features import Features
 from fleetcompat.oci import scan_layouts
-from fleetcompat.report import (
+from fleetcompat.report import write_report
+from fleetcompat.report_csv import (
     HOST_COLUMNS,
     LONG_COLUMNS,
     MATRIX_COLUMNS,
     safe_cell,
-    write_report,
 )
 from fleetcompat.runview import regressions
 from fleetcompat.store import Host, Store
