@@ -23,19 +23,15 @@ NFD crash (a nil pointer); here it is a SpecError.
 
 from __future__ import annotations
 
-import math
-import re
-import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from fleetcompat.documents import _BoundedLoader, load_source, parse_text
+from fleetcompat.documents import load_source, parse_text
 from fleetcompat.errors import InputError, RuleError, SpecError
 from fleetcompat.features import Features
+from fleetcompat.goyaml import GoYamlLoader, go_float32
 from fleetcompat.rules.expression import MatchExpression
 from fleetcompat.rules.template import Template, compile_template
 
@@ -201,7 +197,7 @@ def _expression_problem(expression: MatchExpression) -> str | None:
 def spec_problems(data: bytes, source: str) -> list[str]:
     """Everything NFD would reject in a spec's bytes: parse errors, then check_spec."""
     try:
-        parsed = parse_text(data, source, _GoYamlLoader, stream_as_list=True)
+        parsed = parse_text(data, source, GoYamlLoader, stream_as_list=True)
         spec = parse_spec(parsed, source)
     except InputError as exc:
         return [str(exc)]
@@ -273,7 +269,7 @@ def load_spec(src: str | Path | dict[str, Any]) -> Spec:
         source = ""
     where = source or "spec"
     try:
-        data = load_source(src, "spec", _GoYamlLoader, stream_as_list=True)
+        data = load_source(src, "spec", GoYamlLoader, stream_as_list=True)
     except SpecError:
         raise
     except InputError as exc:
@@ -568,112 +564,3 @@ def _kind(value: Any) -> str:
         return "a number"
     names: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
     return names.get(type(value), type(value).__name__)
-
-
-# Go's YAML scalars. go-yaml v2 resolves plain scalars differently from PyYAML
-# (`y` and `n` are booleans, `1e3` is a float, `012` is octal, `1:20` is a string),
-# and sigs.k8s.io/yaml then prints numbers as Go does when a string is expected.
-
-_GO_CONSTANTS: dict[str, Any] = {
-    **dict.fromkeys(["y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE"], True),
-    **dict.fromkeys(["on", "On", "ON"], True),
-    **dict.fromkeys(["n", "N", "no", "No", "NO", "false", "False", "FALSE"], False),
-    **dict.fromkeys(["off", "Off", "OFF"], False),
-    **dict.fromkeys(["", "~", "null", "Null", "NULL"], None),
-    **dict.fromkeys([".nan", ".NaN", ".NAN"], math.nan),
-    **dict.fromkeys([".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"], math.inf),
-    **dict.fromkeys(["-.inf", "-.Inf", "-.INF"], -math.inf),
-}
-_GO_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
-_GO_DOT_FLOAT = re.compile(r"\.[0-9]+([eE][-+]?[0-9]+)?")
-_GO_DATE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})")
-_DIGITS = {16: "0123456789abcdefABCDEF", 8: "01234567", 2: "01", 10: "0123456789"}
-
-
-def go_yaml_scalar(text: str) -> Any:
-    """A plain YAML scalar resolved as go-yaml v2 does (resolve.go)."""
-    if text in _GO_CONSTANTS:
-        return _GO_CONSTANTS[text]
-    first = text[0]
-    if first == ".":
-        return float(text) if _GO_DOT_FLOAT.fullmatch(text) else text
-    if first not in "+-0123456789":
-        return text
-
-    date = _GO_DATE.fullmatch(text)
-    if date:
-        year, month, day = (int(g) for g in date.groups())
-        if 1 <= month <= 12 and 1 <= day <= 31:
-            return f"{year:04d}-{month:02d}-{day:02d}T00:00:00Z"
-    plain = text.replace("_", "")
-    number = go_parse_int(plain)
-    if number is not None and -(2**63) <= number < 2**64:
-        return number
-    if _GO_FLOAT.fullmatch(plain):
-        return float(plain)
-    return text
-
-
-def go_parse_int(text: str) -> int | None:
-    """Go's strconv.ParseInt(text, 0, ...) without the range check, or None."""
-    sign = 1
-    if text[:1] in ("+", "-"):
-        sign = -1 if text[0] == "-" else 1
-        text = text[1:]
-    base = 10
-    if len(text) > 1 and text[0] == "0":
-        prefix = text[1].lower()
-        base, skip = {"x": (16, 2), "o": (8, 2), "b": (2, 2)}.get(prefix, (8, 1))
-        text = text[skip:]
-    if not text or any(c not in _DIGITS[base] for c in text):
-        return None
-    return sign * int(text, base)
-
-
-def go_float32(value: float) -> str:
-    """strconv.FormatFloat(value, 'g', -1, 32): how sigs.k8s.io/yaml prints floats."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    try:
-        single = struct.unpack("f", struct.pack("f", value))[0]
-    except OverflowError:
-        single = math.copysign(math.inf, value)
-    if math.isinf(single):
-        return "+Inf" if single > 0 else "-Inf"
-    if single == 0:
-        return "-0" if math.copysign(1, single) < 0 else "0"
-    for digits in range(1, 10):
-        text = f"{single:.{digits - 1}e}"
-        if struct.unpack("f", struct.pack("f", float(text)))[0] == single:
-            break
-    mantissa, exponent_text = text.split("e")
-    exponent = int(exponent_text)
-    sign = "-" if mantissa.startswith("-") else ""
-    figures = mantissa.lstrip("-").replace(".", "").rstrip("0") or "0"
-    if exponent < -4 or exponent >= 6:
-        head, tail = figures[0], figures[1:]
-        body = f"{head}.{tail}" if tail else head
-        return f"{sign}{body}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
-    if exponent < 0:
-        return f"{sign}0.{'0' * (-exponent - 1)}{figures}"
-    whole = figures[: exponent + 1].ljust(exponent + 1, "0")
-    fraction = figures[exponent + 1 :]
-    return f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}"
-
-
-class _GoYamlLoader(_BoundedLoader):
-    """The bounded safe loader, resolving plain scalars as go-yaml v2 does."""
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        if kind is yaml.ScalarNode and implicit[0] and value != "<<":
-            return "tag:fleetcompat,2026:go-plain"
-        return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
-
-
-def _construct_go_plain(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
-    return go_yaml_scalar(node.value)
-
-
-_GoYamlLoader.add_constructor("tag:fleetcompat,2026:go-plain", _construct_go_plain)

@@ -11,13 +11,8 @@ import yaml
 
 from fleetcompat import FleetcompatError, SpecError, load_features, load_spec
 from fleetcompat.features import Features
-from fleetcompat.spec import (
-    Spec,
-    go_float32,
-    go_yaml_scalar,
-    parse_spec,
-    project_features,
-)
+from fleetcompat.goyaml import go_float32, go_yaml_scalar
+from fleetcompat.spec import Spec, parse_spec, project_features
 from fleetcompat.validate import to_nfd, validate
 
 DATA = Path(__file__).parent / "data" / "rules"
