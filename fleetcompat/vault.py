@@ -274,8 +274,12 @@ def read_password(source: PasswordSource) -> bytes:
 
 
 def _run_script(path: Path, source: PasswordSource, where: str) -> bytes:
-    """Run a password script (`-client` ones with `--vault-id LABEL`); its stdout."""
-    command = [str(path)]
+    """Run a password script (`-client` ones with `--vault-id LABEL`); its stdout.
+
+    The path is made absolute first: `pw.sh` names the file here, never a
+    program on PATH.
+    """
+    command = [os.path.abspath(path)]
     client = os.path.splitext(path.name)[0].endswith("-client")
     if client and source.label:
         command += ["--vault-id", source.label]

@@ -437,3 +437,15 @@ def test_audit_takes_the_vault_options_and_writes_nothing_on_a_wrong_password(
     assert "fleetcompat_timeout: bad timeout 'Setec Astronomy'" in opened.output
     assert not (tmp_path / "f.db").exists()
     assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("given", ["pw.sh", "./pw.sh"])
+def test_a_script_named_relative_to_here_is_run_from_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    script(tmp_path, "pw.sh", f"echo '{VAULT_PASSWORD}'\n")
+    monkeypatch.chdir(tmp_path)
+
+    ring = Keyring.from_options(password_files=[given], environ={})
+
+    assert ring.decrypt(Vaulted(ONE_LINE_11)) == "Setec Astronomy"
