@@ -88,6 +88,7 @@ def run_audit(
     directory that cannot be written; KeyboardInterrupt when the collection was
     interrupted.
     """
+    from fleetcompat.collect import check_known_hosts_file
     from fleetcompat.errors import InputError
     from fleetcompat.inventory import load_inventory
     from fleetcompat.oci import scan_layouts
@@ -97,6 +98,8 @@ def run_audit(
         raise InputError(f"--fail-on: unknown policy {fail_on!r}")
     fleet = load_inventory(inventory, keyring)
     fleet.select(limit)  # a bad --limit or an unopenable vault value: nothing written
+    if collect_options is not None:
+        check_known_hosts_file(collect_options)
     catalog = scan_layouts(layouts)
     check_out_dir(Path(out_dir))
 

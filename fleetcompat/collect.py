@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from fleetcompat.errors import FeaturesError, FleetcompatError
+from fleetcompat.errors import FeaturesError, FleetcompatError, InputError
 from fleetcompat.features import Features
 from fleetcompat.inventory import HostSpec, Inventory
 from fleetcompat.probing import (
@@ -181,6 +181,7 @@ def collect_fleet(
     """
     options = options or CollectOptions()
     selected = inventory.select(limit)
+    check_known_hosts_file(options)
     skipped = tuple((h.name, h.skip) for h in selected if h.skip)
     hosts = [h for h in selected if not h.skip]
     settings = {
@@ -230,6 +231,26 @@ def collect_fleet(
         duration_s=time.monotonic() - started,
         pruned=pruned,
     )
+
+
+def check_known_hosts_file(options: CollectOptions) -> None:
+    """With accept-new, our known_hosts file must take new keys: else InputError.
+
+    Found before any host is contacted, so that a file that cannot be written
+    is said once, naming it, rather than as every new host failing.
+    """
+    path = options.known_hosts_file
+    if options.known_hosts != ACCEPT_NEW or path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="ascii"):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"{path}: --known-hosts accept-new cannot record new host keys in it: "
+            f"{exc.strerror or exc}"
+        ) from None
 
 
 def slow_first(hosts: list[HostSpec], store: Store) -> list[HostSpec]:

@@ -157,7 +157,7 @@ async def test_wrong_password_is_auth_failed_with_what_to_check(
     host = summary["hosts"][0]
     assert status == 3, err
     assert host["outcome"] == "auth-failed"
-    assert "refused every key offered (1 key(s)) and the password" in host["reason"]
+    assert "refused every key offered (1 key) and the password" in host["reason"]
     assert "ansible_password" in host["reason"]
     assert WRONG.encode() not in left_behind(tmp_path, out, err)
 

@@ -182,7 +182,31 @@ async def test_a_changed_host_key_names_the_known_hosts_file_and_line(
     assert status == 3, err
     assert host["outcome"] == "hostkey-mismatch"
     assert f"{known_hosts} line 3" in host["reason"]
-    assert f"ssh-keygen -R [127.0.0.1]:{changed.port}" in host["reason"]
+    assert (
+        f"ssh-keygen -R '[127.0.0.1]:{changed.port}' -f {known_hosts}" in host["reason"]
+    )
+
+
+async def test_a_revoked_host_key_is_refused_and_said_to_be_revoked(
+    tmp_path: Path, recorded_output: bytes, started: list[Peer]
+) -> None:
+    key = keygen(tmp_path / "id_ed25519")
+    revoked = await peers.ssh_peer(peers.serve_output(recorded_output))
+    started.append(revoked)
+    line = revoked.known_hosts_line()
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(line + "@revoked " + line)
+    inv = inventory(
+        tmp_path / "inv.yaml", key, {"withdrawn": ("127.0.0.1", revoked.port)}
+    )
+
+    status, summary, err = await collect_json(tmp_path, inv)
+
+    host = summary["hosts"][0]
+    assert status == 3, err
+    assert host["outcome"] == "hostkey-mismatch"
+    assert "marks as revoked" in host["reason"]
+    assert f"{known_hosts} line 2" in host["reason"]
 
 
 async def test_transient_drops_are_retried_and_counted(
@@ -387,3 +411,50 @@ async def test_async_core_delivers_each_host_once_as_it_finishes(
     assert [r.host.name for r in delivered][-1] == "slow"
     assert sorted(r.host.name for r in delivered) == ["fast", "here", "slow"]
     assert all(r.outcome == "ok" and r.output for r in delivered)
+
+
+async def test_accept_new_with_a_known_hosts_file_that_cannot_be_written_exits_2(
+    tmp_path: Path,
+) -> None:
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("all:\n  hosts:\n    h:\n      ansible_host: 127.0.0.1\n")
+    (tmp_path / "plain").write_text("a file, not a directory\n")
+    known = tmp_path / "plain" / "known_hosts"
+    db = tmp_path / "f.db"
+
+    status, _, err = await run_cli(
+        tmp_path,
+        "collect",
+        "-i",
+        str(inv),
+        "--db",
+        str(db),
+        "--known-hosts",
+        "accept-new",
+        "--known-hosts-file",
+        str(known),
+    )
+
+    assert status == 2
+    assert f"{known}: --known-hosts accept-new cannot record new host keys" in err
+    assert not db.exists()
+
+
+async def test_a_host_with_no_key_to_offer_is_told_where_keys_come_from(
+    tmp_path: Path, recorded_output: bytes, started: list[Peer]
+) -> None:
+    peer = await peers.ssh_peer(peers.serve_output(recorded_output))
+    started.append(peer)
+    (tmp_path / "known_hosts").write_text(peer.known_hosts_line())
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(
+        "all:\n  hosts:\n    keyless:\n"
+        f"      ansible_host: {peer.address}\n      ansible_port: {peer.port}\n"
+    )
+
+    status, summary, err = await collect_json(tmp_path, inv)
+
+    host = summary["hosts"][0]
+    assert status == 3, err
+    assert host["outcome"] == "auth-failed"
+    assert "was offered no key: none was found" in host["reason"]

@@ -228,7 +228,7 @@ def collect(
     that selects no host (nothing is written), 130 when interrupted (finished
     hosts kept).
     """
-    from fleetcompat.collect import collect_fleet
+    from fleetcompat.collect import check_known_hosts_file, collect_fleet
     from fleetcompat.inventory import load_inventory
     from fleetcompat.store import Store
     from fleetcompat.vault import Keyring
@@ -237,6 +237,7 @@ def collect(
     keyring = Keyring.from_options(vault_ids, vault_password_files)
     fleet = load_inventory(inventory, keyring)
     fleet.select(limit)
+    check_known_hosts_file(options)
     with Store(db) as store, _ProgressView(output) as view:
         summary = collect_fleet(
             fleet, store, limit=limit, options=options, retain=retain, progress=view

@@ -183,15 +183,25 @@ def translate(
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
         key = client.offered_key
         fingerprint = key.get_fingerprint() if key is not None else "unknown"
+        revoked = _known_lines(known_files, target.host, target.port, revoked=True)
+        if revoked and key is None:
+            return CollectError(
+                HOSTKEY_MISMATCH,
+                f"{where} offered a host key that known_hosts marks as revoked "
+                f"(@revoked, {', '.join(revoked)}): the key was withdrawn; check "
+                "the host, and give it a new key",
+            )
         if _has_known_keys(known, target.host, "", target.port):
             lines = _known_lines(known_files, target.host, target.port)
             found = ", ".join(lines) if lines else "known_hosts"
+            file = lines[0].rsplit(" line ", 1)[0] if lines else "FILE"
             return CollectError(
                 HOSTKEY_MISMATCH,
                 f"{where} offered host key {fingerprint}, which does not match "
                 f"the one in {found}: the host was reinstalled, or someone is in "
                 "the middle; check it, then remove the old line "
-                f"(ssh-keygen -R {_known_name(target.host, target.port)} -f FILE)",
+                f"(ssh-keygen -R '{_known_name(target.host, target.port)}' "
+                f"-f {file})",
             )
         return CollectError(
             HOSTKEY_UNKNOWN,
@@ -220,7 +230,14 @@ def translate(
 def _auth_refusal(target: Target, client: Client) -> str:
     """Why authentication failed, in words that say what to check (no secret)."""
     login = f"{target.user}@{target.host}:{target.port}"
-    keys = f"every key offered ({len(target.keys)} key(s))"
+    if not target.keys and target.password is None:
+        return (
+            f"{login} was offered no key: none was found (give "
+            "ansible_ssh_private_key_file, an IdentityFile in ~/.ssh/config, a "
+            "default ~/.ssh/id_* key, or load the key into ssh-agent)"
+        )
+    count = len(target.keys)
+    keys = f"every key offered ({count} key{'' if count == 1 else 's'})"
     if client.password_sent:
         return (
             f"{login} refused {keys} and the password; check ansible_user, "
@@ -253,8 +270,13 @@ def load_key(path: str) -> list[asyncssh.SSHKeyPair] | str:
         return f"key file {path} cannot be read: {exc.strerror or exc}"
 
 
-def _known_lines(files: list[str], host: str, port: int | None) -> list[str]:
-    """Where known_hosts holds keys for a host: "FILE line N" for each line."""
+def _known_lines(
+    files: list[str], host: str, port: int | None, *, revoked: bool = False
+) -> list[str]:
+    """Where known_hosts holds keys for a host: "FILE line N" for each line.
+
+    With `revoked`, the `@revoked` lines that name the host instead.
+    """
     port = None if port == 22 else port
     found = []
     for path in files:
@@ -269,8 +291,14 @@ def _known_lines(files: list[str], host: str, port: int | None) -> list[str]:
                 entry = asyncssh.import_known_hosts(line)
             except (ValueError, asyncssh.Error):
                 continue
-            host_keys, ca_keys, *_ = entry.match(host, "", port)
-            if host_keys or ca_keys:
+            if revoked:
+                # asyncssh looks again without the port when no key is trusted
+                # for host:port, and then forgets the revocations it found.
+                hit = entry.match(_known_name(host, port), "", None)[2]
+            else:
+                host_keys, ca_keys, *_ = entry.match(host, "", port)
+                hit = host_keys or ca_keys
+            if hit:
                 found.append(f"{path} line {number}")
     return found
 
