@@ -277,7 +277,8 @@ def mark_killed_runs(store: Store) -> list[int]:
     still "running" whose process no longer exists was killed (SIGKILL, a crash,
     a reboot). Runs started on other machines, or by a live process, are left
     alone. A process id reused by an unrelated process keeps its old run
-    "running" until that process ends. Returns the ids of the runs marked.
+    "running" until that process ends. A killed run's counts are those of the
+    hosts it saved. Returns the ids of the runs marked.
     """
     machine = socket.gethostname()
     marked = []
@@ -287,7 +288,7 @@ def mark_killed_runs(store: Store) -> list[int]:
             continue
         if not isinstance(pid, int) or pid <= 0 or _process_exists(pid):
             continue
-        store.finish_run(run.id, "killed", run.counts)
+        store.finish_run(run.id, "killed", run.counts or store.run_outcomes(run.id))
         log.info("run=%d: its process %d is gone; marked killed", run.id, pid)
         marked.append(run.id)
     return marked

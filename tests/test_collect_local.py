@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetcompat.store import Store
+from fleetcompat.store import Host, Store
 from tests.sshd import run_cli
 
 CPUINFO = """\
@@ -175,6 +175,10 @@ def test_only_runs_whose_process_is_gone_on_this_machine_are_marked_killed(
     here = socket.gethostname()
     with Store(tmp_path / "f.db") as store:
         dead = store.start_run("collect", {"pid": dead_pid, "machine": here})
+        for name in ("saved-before-the-kill", "also-saved"):
+            store.save_snapshot(
+                Host(name), run_id=dead, source="ssh", status="timeout", error="x"
+            )
         live = store.start_run("collect", {"pid": os.getpid(), "machine": here})
         elsewhere = store.start_run("collect", {"pid": dead_pid, "machine": "other"})
         unrecorded = store.start_run("collect", {})
@@ -183,8 +187,10 @@ def test_only_runs_whose_process_is_gone_on_this_machine_are_marked_killed(
 
         marked = mark_killed_runs(store)
         statuses = {run.id: run.status for run in store.runs()}
+        counts = store.run(dead).counts
 
     assert marked == [dead]
+    assert counts == {"timeout": 2}
     assert statuses == {
         dead: "killed",
         live: "running",

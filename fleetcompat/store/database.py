@@ -247,6 +247,14 @@ class Store(EvaluationTables):
                 },
             )
 
+    def run_outcomes(self, run_id: int) -> dict[str, int]:
+        """How many hosts this run saved with each outcome (its snapshots' status)."""
+        rows = self.db.execute(
+            "SELECT status, count(*) FROM snapshots WHERE run_id = ? GROUP BY status",
+            [run_id],
+        ).fetchall()
+        return {status: count for status, count in rows}
+
     def runs(self, kind: str | None = None, limit: int | None = None) -> list[Run]:
         """Runs, newest first, optionally of one kind."""
         where = "kind = ?" if kind else None
