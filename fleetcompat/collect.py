@@ -233,6 +233,26 @@ def collect_fleet(
     )
 
 
+def plan_fleet(
+    inventory: Inventory,
+    limit: str | None = None,
+    options: CollectOptions | None = None,
+) -> list[dict[str, Any]]:
+    """How each selected host would be contacted, contacting none (`--list-hosts`).
+
+    Skipped hosts are listed with the reason. Raises InventoryError for a bad
+    `limit`, as `collect_fleet` does.
+    """
+    fleet = Fleet(options or CollectOptions())
+    plans = []
+    for spec in inventory.select(limit):
+        if spec.skip:
+            plans.append({"host": spec.name, "skip": spec.skip})
+        else:
+            plans.append(fleet.plan(spec))
+    return plans
+
+
 def check_known_hosts_file(options: CollectOptions) -> None:
     """With accept-new, our known_hosts file must take new keys: else InputError.
 

@@ -187,6 +187,12 @@ def collect_options(
     type=click.IntRange(min=1),
     help="Keep only this many snapshots per host (and its newest good one).",
 )
+@click.option(
+    "--list-hosts",
+    is_flag=True,
+    help="Only say how each selected host would be contacted (address, port, "
+    "user, key files, jump hosts); contact none, write nothing.",
+)
 @verbosity_options
 def collect(
     inventory: Path,
@@ -200,6 +206,7 @@ def collect(
     retain: int | None,
     vault_password_files: tuple[str, ...],
     vault_ids: tuple[str, ...],
+    list_hosts: bool,
 ) -> None:
     """Collect the features of every host of an inventory into the database.
 
@@ -222,13 +229,14 @@ def collect(
       ansible-inventory -i aws_ec2.yml --list > fleet.json
       fleetcompat collect -i fleet.json --known-hosts accept-new
       fleetcompat collect -i inventory.yaml --vault-password-file ~/.vault_pass
+      fleetcompat collect -i hosts.ini --limit web --list-hosts
 
     Exits 0 when every selected host was collected, 3 when some failed or were
     skipped (or none was left to collect), 2 for a bad inventory or a --limit
     that selects no host (nothing is written), 130 when interrupted (finished
     hosts kept).
     """
-    from fleetcompat.collect import check_known_hosts_file, collect_fleet
+    from fleetcompat.collect import check_known_hosts_file, collect_fleet, plan_fleet
     from fleetcompat.inventory import load_inventory
     from fleetcompat.store import Store
     from fleetcompat.vault import Keyring
@@ -237,6 +245,9 @@ def collect(
     keyring = Keyring.from_options(vault_ids, vault_password_files)
     fleet = load_inventory(inventory, keyring)
     fleet.select(limit)
+    if list_hosts:
+        _print_plans(plan_fleet(fleet, limit, options), output)
+        return
     check_known_hosts_file(options)
     with Store(db) as store, _ProgressView(output) as view:
         summary = collect_fleet(
@@ -316,6 +327,26 @@ def _line(host: Any) -> str:
 
     text = f"{host.name}: {host.outcome} ({host.duration_ms / 1000:.1f}s)"
     return printable(f"{text}: {host.reason}" if host.reason else text)
+
+
+def _print_plans(plans: list[dict[str, Any]], output: str) -> None:
+    """What --list-hosts prints: one row (or JSON object) per selected host."""
+    if output == "json":
+        print_json({"hosts": plans})
+        return
+    rows = []
+    for plan in plans:
+        if "skip" in plan:
+            rows.append((plan["host"], "skipped: " + plan["skip"], "", ""))
+        elif plan["connection"] == "local":
+            rows.append((plan["host"], "local", "", ""))
+        else:
+            login = f"{plan['user']}@{plan['address']}:{plan['port']}"
+            keys = ", ".join(plan["key_files"]) or "(agent, default keys)"
+            if plan["password"]:
+                keys += ", password"
+            rows.append((plan["host"], login, keys, ",".join(plan["jump"])))
+    _print_table(("HOST", "LOGIN", "KEYS", "JUMP"), rows)
 
 
 def _print_summary(summary: Any) -> None:

@@ -235,6 +235,28 @@ class Fleet:
             password=spec.password if isinstance(spec, HostSpec) else None,
         )
 
+    def plan(self, spec: HostSpec) -> dict[str, Any]:
+        """How a host would be contacted, as the inventory and ssh config say.
+
+        Reads ~/.ssh/config only; no key is loaded and nothing is contacted. The
+        password, if any, shows only as being set.
+        """
+        if spec.local:
+            return {"host": spec.name, "connection": "local"}
+        config = self.ssh_config.resolve(spec.address, spec.user)
+        jump = spec.jump if spec.jump is not None else _parse_jump(config.proxy_jump)
+        return {
+            "host": spec.name,
+            "connection": "ssh",
+            "address": config.hostname or spec.address,
+            "port": spec.port or config.port or 22,
+            "user": spec.user or config.user or self.ssh_config.local_user,
+            "key_files": self._key_paths(spec),
+            "jump": [str(hop) for hop in jump or ()],
+            "password": spec.password is not None,
+            "timeout": spec.timeout or self.options.timeouts.host,
+        }
+
     def jump_of(self, spec: HostSpec) -> tuple[Endpoint, ...]:
         """The jump chain in front of a host (empty for none)."""
         if spec.jump is not None:
