@@ -20,7 +20,8 @@ places the two came from); `ansible_connection` (`ssh` or `local`), and in
 `ansible_ssh_args`, `ansible_ssh_common_args` and `ansible_ssh_extra_args` the
 options `-o ProxyJump=`, `-J`, `-p`, `-l`, `-i`, `-o Port/User/IdentityFile=` and
 a `ProxyCommand` of the form `ssh -W %h:%p bastion`.
-Our own settings carry a `fleetcompat_` prefix (see `SETTINGS`).
+Our own settings carry a `fleetcompat_` prefix (see `SETTINGS`). What is read
+comes out as an `Inventory` of `HostSpec`s (`fleetcompat.inventory_hosts`).
 
 The SSH password comes from `ansible_password` (or `ansible_ssh_pass`) and is
 held as a `Secret`, which never prints. `!vault` values (and the
@@ -33,9 +34,8 @@ contacted at a half-rendered address.
 
 from __future__ import annotations
 
-import fnmatch
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,12 +45,18 @@ import yaml
 from fleetcompat.ansiblecfg import load_ansible_config
 from fleetcompat.documents import MAX_DOCUMENT_BYTES
 from fleetcompat.errors import InventoryError
+from fleetcompat.inventory_hosts import Endpoint as Endpoint
+from fleetcompat.inventory_hosts import HostReading
+from fleetcompat.inventory_hosts import HostSpec as HostSpec
+from fleetcompat.inventory_hosts import Inventory as Inventory
 from fleetcompat.inventory_ini import parse_inventory_data
 from fleetcompat.inventory_syntax import expand_hosts, ssh_args
 from fleetcompat.inventory_vars import (
     VariableLayers,
     VarsDirectories,
+    VaultedFileError,
     merge_host_variables,
+    vaulted_files,
 )
 from fleetcompat.inventory_vault import PASSWORD_KEYS, HostVars
 from fleetcompat.vault import Keyring, Secret
@@ -66,133 +72,6 @@ SETTINGS = {
 
 GROUP_KEYS = {"hosts", "vars", "children"}
 CONNECTIONS = {"ssh", "smart", "paramiko", "local"}
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One SSH endpoint of a jump chain: `[user@]host[:port]`."""
-
-    host: str
-    port: int | None = None
-    user: str | None = None
-
-    def __str__(self) -> str:
-        user = f"{self.user}@" if self.user else ""
-        port = f":{self.port}" if self.port else ""
-        return f"{user}{self.host}{port}"
-
-
-@dataclass(frozen=True)
-class HostSpec:
-    """One host of the inventory, with its resolved connection settings.
-
-    `address` is `ansible_host` or the name; `port`, `user` and `key_file` are None
-    when the inventory leaves them to ~/.ssh/config and SSH's defaults. `skip` says
-    why the host is left out of collection, or is empty. `password`, when set, is
-    tried after the keys (it never prints, and is left out of comparisons).
-    """
-
-    name: str
-    address: str
-    port: int | None = None
-    user: str | None = None
-    key_file: str | None = None
-    jump: tuple[Endpoint, ...] | None = None
-    local: bool = False
-    groups: tuple[str, ...] = ()
-    timeout: float | None = None
-    skip: str = ""
-    settings: Mapping[str, str] = field(default_factory=dict)
-    password: Secret | None = field(default=None, repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class Inventory:
-    """The hosts of an inventory file and the groups that name them.
-
-    `sealed` holds the hosts whose vaulted values could not be decrypted, with
-    the error: such a host is listed as skipped, and selecting it is an error.
-    """
-
-    source: str
-    hosts: tuple[HostSpec, ...]
-    groups: Mapping[str, tuple[str, ...]]
-    sealed: Mapping[str, str] = field(default_factory=dict)
-
-    def host(self, name: str) -> HostSpec:
-        """One host by name; KeyError when absent."""
-        for spec in self.hosts:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
-
-    def select(self, pattern: str | None) -> list[HostSpec]:
-        """The hosts an Ansible-like `--limit` pattern picks, in inventory order.
-
-        Terms are separated by commas (or colons); each names a host or a group,
-        may use shell globs, `~regex`, and a leading `!` (exclude) or `&`
-        (intersect). Raises InventoryError when a term, or the whole pattern,
-        matches nothing, or when a host selected has a vaulted value that could
-        not be decrypted.
-        """
-        if not pattern or pattern.strip() in ("all", "*"):
-            return self._opened(list(self.hosts))
-
-        chosen: set[str] = set()
-        include = [t for t in _terms(pattern) if t[0] not in "!&"]
-        if not include:
-            chosen = {h.name for h in self.hosts}
-        for term in include:
-            chosen |= self._match(term, pattern)
-        for term in _terms(pattern):
-            if term[0] == "&":
-                chosen &= self._match(term[1:], pattern)
-            elif term[0] == "!":
-                chosen -= self._match(term[1:], pattern)
-        if not chosen:
-            raise InventoryError(f"--limit {pattern}: selects no host of {self.source}")
-        return self._opened([h for h in self.hosts if h.name in chosen])
-
-    def _opened(self, hosts: list[HostSpec]) -> list[HostSpec]:
-        """The hosts, unless one holds a vaulted value not decrypted (the error)."""
-        for spec in hosts:
-            if spec.name in self.sealed:
-                raise InventoryError(self.sealed[spec.name])
-        return hosts
-
-    def _match(self, term: str, pattern: str) -> set[str]:
-        """Host names one term matches, by host name or group name."""
-        regex = None
-        if term.startswith("~"):
-            try:
-                regex = re.compile(term[1:])
-            except re.error as exc:
-                raise InventoryError(f"--limit {pattern}: {term}: {exc}") from None
-
-        def hit(name: str) -> bool:
-            if regex is not None:
-                return regex.match(name) is not None
-            return fnmatch.fnmatchcase(name, term)
-
-        found = {h.name for h in self.hosts if hit(h.name)}
-        for group, members in self.groups.items():
-            if hit(group):
-                found.update(members)
-        if not found:
-            raise InventoryError(
-                f"--limit {pattern}: {term!r} matches no host or group of {self.source}"
-            )
-        return found
-
-
-def _terms(pattern: str) -> list[str]:
-    """The terms of a limit pattern; colons separate only when not an IPv6 address."""
-    terms: list[str] = []
-    for part in pattern.split(","):
-        part = part.strip()
-        pieces = part.split(":") if part.count(":") == 1 else [part]
-        terms.extend(p.strip() for p in pieces if p.strip())
-    return terms
 
 
 @dataclass
@@ -400,7 +279,9 @@ def parse_inventory(
         for member in member_names:
             host_groups[member].append(group_name)
 
-    hosts: list[HostSpec] = []
+    specs: dict[str, HostSpec | HostReading] = {}
+    locked: dict[str, str] = {}
+    ungrouped: list[str] = []
     for name in reader.order:
         ordered = sorted(
             (reader.groups[g] for g in set(host_groups[name])),
@@ -408,25 +289,51 @@ def parse_inventory(
         )
         names = tuple(g.name for g in ordered if g.name not in ("all", "ungrouped"))
         group_vars = [(g.name, g.vars) for g in ordered]
-        try:
-            variables = merge_host_variables(
-                name, group_vars, reader.host_vars[name], layers, reader.seal
-            )
-            spec = _host_spec(name, variables, names, reader)
-        except InventoryError as exc:
-            if name not in reader.sealed:
-                raise
-            spec = HostSpec(name, name, groups=names, skip=str(exc))
-        hosts.append(spec)
+        reading = _HostReading(name, names, group_vars, reader, layers, locked)
+        specs[name] = reading if vaulted_files(name, group_vars, layers) else reading()
+        if not names:
+            ungrouped.append(name)
 
-    if not hosts:
+    if not specs:
         raise InventoryError(f"{source}: the inventory names no hosts")
     groups = {
         name: tuple(dict.fromkeys(m)) for name, m in members.items() if name != "all"
     }
-    ungrouped = tuple(h.name for h in hosts if not h.groups)
-    groups["ungrouped"] = tuple(dict.fromkeys(groups.get("ungrouped", ()) + ungrouped))
-    return Inventory(source, tuple(hosts), groups, reader.sealed)
+    groups["ungrouped"] = tuple(
+        dict.fromkeys(groups.get("ungrouped", ()) + tuple(ungrouped))
+    )
+    return Inventory(source, specs, groups, reader.sealed, locked)
+
+
+@dataclass(frozen=True)
+class _HostReading:
+    """What reading one host's spec takes; called once, when it is needed."""
+
+    name: str
+    groups: tuple[str, ...]
+    group_vars: list[tuple[str, dict[str, Any]]]
+    reader: _Reader
+    layers: VariableLayers | None
+    locked: dict[str, str]
+
+    def __call__(self) -> HostSpec:
+        """The host's spec; skipped, with why, when a vaulted value or file is shut.
+
+        Raises InventoryError when its variables are bad in any other way.
+        """
+        reader, name = self.reader, self.name
+        try:
+            variables = merge_host_variables(
+                name, self.group_vars, reader.host_vars[name], self.layers, reader.seal
+            )
+            return _host_spec(name, variables, self.groups, reader)
+        except VaultedFileError as exc:
+            self.locked[name] = str(exc)
+            return HostSpec(name, name, groups=self.groups, skip=str(exc))
+        except InventoryError as exc:
+            if name not in reader.sealed:
+                raise
+            return HostSpec(name, name, groups=self.groups, skip=str(exc))
 
 
 def _priority(group: _Group) -> int:

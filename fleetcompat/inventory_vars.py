@@ -6,9 +6,11 @@ inventory file, and for a host from `host_vars/<host>`: the first of `<name>`,
 that name means every file in it and its subdirectories (in lexical order,
 leaving out hidden files, backups ending in `~`, and files with another
 extension), merged in that order. Empty files are skipped. A file encrypted
-whole with Ansible Vault is decrypted; `!vault` values in a file are decrypted
-only when fleetcompat reads them (a connection variable, a `fleetcompat_`
-setting, the SSH password), as in the inventory itself. The directories beside
+whole with Ansible Vault is decrypted only when a host that needs it is read
+(`vaulted_files` tells which hosts do, without opening anything); `!vault`
+values in a file are decrypted only when fleetcompat reads them (a connection
+variable, a `fleetcompat_` setting, the SSH password), as in the inventory
+itself. The directories beside
 a playbook, which Ansible also reads, are not: fleetcompat has no playbook.
 
 A host's variables are merged, later winning, in Ansible's order of precedence
@@ -62,6 +64,7 @@ class VarsDirectories:
         self.vault = vault
         self._merged: dict[tuple[str, str], dict[str, Any] | InventoryError] = {}
         self._present: dict[str, bool] = {}
+        self._texts: dict[Path, str] = {}
         self.failed: dict[str, InventoryError] = {}
         """Vaulted values that could not be decrypted, by envelope (tried once)."""
 
@@ -115,24 +118,37 @@ class VarsDirectories:
                 log.warning("%s is not a directory; its variables are not read", path)
         return self._present[subdir]
 
+    def is_vaulted(self, path: Path) -> bool:
+        """Whether a vars file is encrypted whole (it is read, not decrypted)."""
+        return self._text(path).lstrip().startswith(HEADER + ";")
+
+    def _text(self, path: Path) -> str:
+        """A vars file's text as stored; read once.
+
+        Raises InventoryError naming the file when it cannot be read as UTF-8.
+        """
+        if path not in self._texts:
+            try:
+                with path.open("rb") as stream:
+                    raw = stream.read(MAX_DOCUMENT_BYTES + 1)
+            except OSError as exc:
+                raise InventoryError(
+                    f"{path}: cannot read: {exc.strerror or exc}"
+                ) from None
+            try:
+                self._texts[path] = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InventoryError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        return self._texts[path]
+
     def _load(self, path: Path) -> dict[str, Any]:
         """One vars file's mapping (decrypted when vaulted whole); {} when empty.
 
         Raises InventoryError naming the file (and the line) when it cannot be
         read, decrypted or parsed, or is not a mapping of variables.
         """
-        try:
-            with path.open("rb") as stream:
-                raw = stream.read(MAX_DOCUMENT_BYTES + 1)
-        except OSError as exc:
-            raise InventoryError(
-                f"{path}: cannot read: {exc.strerror or exc}"
-            ) from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InventoryError(f"{path}: not UTF-8 text ({exc.reason})") from None
-        if text.lstrip().startswith(HEADER + ";"):
+        text = self._text(path)
+        if self.is_vaulted(path):
             try:
                 text = self.vault.decrypt(Vaulted(text.strip()))
             except InventoryError as exc:
@@ -236,8 +252,9 @@ def merge_host_variables(
     `groups` are the host's groups with their inventory-file variables, in
     precedence order (`all` first); `own` is the host's inventory-file vars.
     Without `layers` only the inventory file's variables are merged. Raises
-    InventoryError when a vars file cannot be read; through `seal` when it is
-    a vaulted file that cannot be decrypted (only this host is then lost).
+    InventoryError when a vars file cannot be read; `VaultedFileError` when it
+    is a file vaulted whole that cannot be decrypted (only this host is lost).
+    `seal` is called when a `!vault` value of a vars file is read and cannot be.
     """
     merged: dict[str, Any] = {}
     directories = layers.directories if layers is not None else None
@@ -247,15 +264,39 @@ def merge_host_variables(
         merged.update(layers.defaults)
     for _, variables in groups:
         merged.update(variables)
-    try:
-        if directories is not None:
-            names = [name for name, _ in groups if name != "all"] or ["ungrouped"]
-            merged.update(directories.group("all"))
-            for name in names:
-                merged.update(directories.group(name))
-        merged.update(own)
-        if directories is not None:
-            merged.update(directories.host(host))
-    except VaultedFileError as exc:
-        raise seal(host, exc) from None
+    if directories is not None:
+        for name in _group_files(groups):
+            merged.update(directories.group(name))
+    merged.update(own)
+    if directories is not None:
+        merged.update(directories.host(host))
     return merged
+
+
+def vaulted_files(
+    host: str,
+    groups: Sequence[tuple[str, Mapping[str, Any]]],
+    layers: VariableLayers | None,
+) -> list[Path]:
+    """The vars files vaulted whole that a host's variables merge from.
+
+    Nothing is decrypted: a host that needs none of them can be read at once,
+    and one that does only when it is selected. Raises InventoryError when one
+    of the host's vars files cannot be read.
+    """
+    directories = layers.directories if layers is not None else None
+    if directories is None:
+        return []
+    files = [
+        path
+        for name in _group_files(groups)
+        for path in directories.files("group_vars", name)
+    ]
+    files.extend(directories.files("host_vars", host))
+    return [path for path in files if directories.is_vaulted(path)]
+
+
+def _group_files(groups: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """The group_vars names a host reads, in merge order (`all` first)."""
+    names = [name for name, _ in groups if name != "all"] or ["ungrouped"]
+    return ["all", *names]

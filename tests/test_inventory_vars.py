@@ -187,6 +187,59 @@ def test_a_vaulted_file_without_password_fails_only_the_hosts_that_need_it(
     assert str(caught.value).startswith(f"{vaulted}: vaulted file: no vault password")
 
 
+def counting_keyring(directory: Path, password: str) -> tuple[Keyring, Path]:
+    """A keyring whose one password a script gives, adding a line to `runs` each run."""
+    runs = directory / "runs"
+    script = write(
+        directory / "vault-pass.sh", f"#!/bin/sh\necho run >> {runs}\necho {password}\n"
+    )
+    script.chmod(0o755)
+    return Keyring.from_options(password_files=[str(script)], environ={}), runs
+
+
+@pytest.mark.parametrize(
+    "vaulted",
+    ["host_vars/d1.yml", "group_vars/db.yml", "group_vars/db/vault.yml"],
+    ids=["host-vars", "group-vars", "group-vars-directory"],
+)
+def test_a_vaulted_vars_file_is_opened_only_when_a_host_needing_it_is_selected(
+    tmp_path: Path, vaulted: str
+) -> None:
+    inventory = write(tmp_path / "hosts", "[web]\nw1\n[db]\nd1\n")
+    write(tmp_path / vaulted, encrypt("ansible_user: dba\n", "s3cret"))
+    keyring, runs = counting_keyring(tmp_path, "s3cret")
+
+    fleet = load_inventory(inventory, keyring)
+    web = fleet.select("web")
+    ran_for_web = runs.exists()
+    db = fleet.select("db") + fleet.select("d1") + [fleet.host("d1")]
+
+    assert [h.name for h in web] == ["w1"]
+    assert not ran_for_web
+    assert [h.user for h in db] == ["dba"] * 3
+    assert runs.read_text() == "run\n"
+
+
+def test_a_vaulted_host_vars_file_not_opened_skips_its_host_unless_limit_picks_it(
+    tmp_path: Path,
+) -> None:
+    inventory = write(tmp_path / "hosts", "[web]\nw1\nw2\n")
+    vaulted = write(
+        tmp_path / "host_vars" / "w1.yml", encrypt("ansible_port: 2201\n", "s3cret")
+    )
+
+    fleet = load_inventory(inventory, keyring_for(tmp_path, "wrong"))
+    hosts = fleet.select(None)
+
+    assert [(h.name, bool(h.skip)) for h in hosts] == [("w1", True), ("w2", False)]
+    assert hosts[0].skip.startswith(f"{vaulted}: vaulted file: ")
+    assert "wrong password" in hosts[0].skip
+    assert [h.name for h in fleet.select("w2")] == ["w2"]
+    with pytest.raises(InventoryError) as caught:
+        fleet.select("w*")
+    assert str(caught.value) == hosts[0].skip
+
+
 def test_a_vault_value_in_group_vars_is_decrypted_where_it_is_read(
     tmp_path: Path,
 ) -> None:
