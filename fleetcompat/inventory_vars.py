@@ -7,7 +7,7 @@ that name means every file in it and its subdirectories (in lexical order,
 leaving out hidden files, backups ending in `~`, and files with another
 extension), merged in that order. Empty files are skipped. A file encrypted
 whole with Ansible Vault is decrypted only when a host that needs it is read
-(`vaulted_files` tells which hosts do, without opening anything); `!vault`
+(`vaulted_files` lists those a host needs, decrypting none); `!vault`
 values in a file are decrypted only when fleetcompat reads them (a connection
 variable, a `fleetcompat_` setting, the SSH password), as in the inventory
 itself. The directories beside
