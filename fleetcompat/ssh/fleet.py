@@ -213,9 +213,16 @@ class Fleet:
         return prefix.encode() + self.script
 
     def resolve(
-        self, spec: HostSpec | Endpoint, inherited: tuple[str, ...] = ()
+        self,
+        spec: HostSpec | Endpoint,
+        inherited: tuple[str, ...] = (),
+        *,
+        with_keys: bool = True,
     ) -> Target:
-        """Where to connect, as the inventory and ~/.ssh/config say together."""
+        """Where to connect, as the inventory and ~/.ssh/config say together.
+
+        `with_keys=False` leaves the keys out (none is loaded).
+        """
         if isinstance(spec, HostSpec):
             given, port, user, jump = spec.address, spec.port, spec.user, spec.jump
             name = spec.name
@@ -230,7 +237,7 @@ class Fleet:
             host=config.hostname or given,
             port=port or config.port or 22,
             user=user or config.user or self.ssh_config.local_user,
-            keys=self.client_keys(spec, inherited),
+            keys=self.client_keys(spec, inherited) if with_keys else [],
             jump=jump or (),
             password=spec.password if isinstance(spec, HostSpec) else None,
         )
@@ -243,16 +250,15 @@ class Fleet:
         """
         if spec.local:
             return {"host": spec.name, "connection": "local"}
-        config = self.ssh_config.resolve(spec.address, spec.user)
-        jump = spec.jump if spec.jump is not None else _parse_jump(config.proxy_jump)
+        target = self.resolve(spec, with_keys=False)
         return {
             "host": spec.name,
             "connection": "ssh",
-            "address": config.hostname or spec.address,
-            "port": spec.port or config.port or 22,
-            "user": spec.user or config.user or self.ssh_config.local_user,
+            "address": target.host,
+            "port": target.port,
+            "user": target.user,
             "key_files": self._key_paths(spec),
-            "jump": [str(hop) for hop in jump or ()],
+            "jump": [str(hop) for hop in target.jump],
             "password": spec.password is not None,
             "timeout": spec.timeout or self.options.timeouts.host,
         }
