@@ -26,6 +26,7 @@ Only AES256, the one cipher Ansible writes, is read.
 from __future__ import annotations
 
 import binascii
+import logging
 import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,8 +39,12 @@ from fleetcompat.errors import InputError, InventoryError
 HEADER = "$ANSIBLE_VAULT"
 VERSIONS = ("1.1", "1.2")
 DEFAULT_LABEL = "default"
+log = logging.getLogger(__name__)
+
 SCRIPT_TIMEOUT = 120.0
 """Seconds a password script may take before it is given up."""
+SCRIPT_PATIENCE = 5.0
+"""Seconds of waiting on a password script before a warning says so."""
 
 _KDF_ITERATIONS = 10_000
 _KEY_BYTES = 32
@@ -284,32 +289,46 @@ def _run_script(path: Path, source: PasswordSource, where: str) -> bytes:
     if client and source.label:
         command += ["--vault-id", source.label]
     try:
-        done = subprocess.run(
+        script = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=SCRIPT_TIMEOUT,
-            check=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
-    except subprocess.TimeoutExpired:
-        raise InputError(
-            f"{where}: the script did not finish within {SCRIPT_TIMEOUT:g}s"
-        ) from None
     except OSError as exc:
         raise InputError(
             f"{where}: cannot run it ({exc.strerror or exc}); if it is not a "
             "script, remove its executable bit"
         ) from None
+    with script:
+        try:
+            stdout, stderr = script.communicate(timeout=SCRIPT_PATIENCE)
+        except subprocess.TimeoutExpired:
+            log.warning(
+                "%s: waiting for the script (it may be asking for something no "
+                "one will type; at most %gs)",
+                where,
+                SCRIPT_TIMEOUT,
+            )
+            try:
+                stdout, stderr = script.communicate(
+                    timeout=SCRIPT_TIMEOUT - SCRIPT_PATIENCE
+                )
+            except subprocess.TimeoutExpired:
+                script.kill()
+                raise InputError(
+                    f"{where}: the script did not finish within {SCRIPT_TIMEOUT:g}s"
+                ) from None
 
-    if done.returncode != 0:
-        said = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    if script.returncode != 0:
+        said = stderr.decode("utf-8", "replace").strip().splitlines()
         detail = f": {said[-1][:200]}" if said else ""
-        if client and done.returncode == _CLIENT_UNKNOWN_ID:
+        if client and script.returncode == _CLIENT_UNKNOWN_ID:
             return_text = f"knows no password for vault id {source.name!r}"
         else:
-            return_text = f"exited with status {done.returncode}"
+            return_text = f"exited with status {script.returncode}"
         raise InputError(f"{where}: the script {return_text}{detail}")
-    return done.stdout
+    return stdout
 
 
 def parse_envelope(envelope: str) -> tuple[bytes, bytes, bytes, str | None]:

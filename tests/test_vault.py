@@ -449,3 +449,22 @@ def test_a_script_named_relative_to_here_is_run_from_here(
     ring = Keyring.from_options(password_files=[given], environ={})
 
     assert ring.decrypt(Vaulted(ONE_LINE_11)) == "Setec Astronomy"
+
+
+def test_a_slow_script_is_waited_for_with_a_warning_then_given_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import fleetcompat.vault as vault
+
+    monkeypatch.setattr(vault, "SCRIPT_PATIENCE", 0.2)
+    monkeypatch.setattr(vault, "SCRIPT_TIMEOUT", 1.5)
+    slow = script(tmp_path, "slow.sh", f"sleep 0.6\necho '{VAULT_PASSWORD}'\n")
+    stuck = script(tmp_path, "stuck.sh", "sleep 30\n")
+
+    with caplog.at_level("WARNING", logger="fleetcompat"):
+        opened = keyring(slow).decrypt(Vaulted(ONE_LINE_11))
+    with pytest.raises(InventoryError, match="did not finish within 1.5s"):
+        keyring(stuck).decrypt(Vaulted(ONE_LINE_11))
+
+    assert opened == "Setec Astronomy"
+    assert f"{slow}: waiting for the script" in caplog.text
