@@ -162,6 +162,30 @@ async def test_wrong_password_is_auth_failed_with_what_to_check(
     assert WRONG.encode() not in left_behind(tmp_path, out, err)
 
 
+async def test_a_key_file_that_cannot_be_read_still_lets_the_password_in(
+    tmp_path: Path, server: Sshd
+) -> None:
+    (tmp_path / "known_hosts").write_text(server.known_hosts_lines())
+    address, port = server.endpoints[0]
+    missing = tmp_path / "no-such-key"
+    right = inventory(
+        tmp_path / "right.yaml", address, port, missing, f"ansible_password: {PASSWORD}"
+    )
+    wrong = inventory(
+        tmp_path / "wrong.yaml", address, port, missing, f"ansible_password: {WRONG}"
+    )
+
+    status, summary, out, err = await collect(tmp_path, right)
+    refused = await collect(tmp_path, wrong)
+
+    assert status == 0, err
+    assert summary["hosts"][0]["outcome"] == "ok"
+    reason = refused[1]["hosts"][0]["reason"]
+    assert refused[1]["hosts"][0]["outcome"] == "auth-failed"
+    assert "and the password" in reason
+    assert f"key file {missing} cannot be read" in reason
+
+
 async def test_an_accepted_key_is_used_before_any_password(
     tmp_path: Path, server: Sshd
 ) -> None:

@@ -131,7 +131,11 @@ class Fleet:
             if isinstance(loaded, str):
                 given = spec.key_file if isinstance(spec, HostSpec) else None
                 if given and Path(given).expanduser() == Path(path):
-                    raise CollectError(AUTH_FAILED, loaded)
+                    # As ssh with a bad -i: go on with the agent and the
+                    # password, if there are any; the reason will name the file.
+                    password = isinstance(spec, HostSpec) and spec.password
+                    if not (self.agent_keys or password):
+                        raise CollectError(AUTH_FAILED, loaded)
                 continue
             keys.extend(loaded)
         keys.extend(self.agent_keys)
@@ -240,7 +244,15 @@ class Fleet:
             keys=self.client_keys(spec, inherited) if with_keys else [],
             jump=jump or (),
             password=spec.password if isinstance(spec, HostSpec) else None,
+            key_problem=self._given_key_problem(spec),
         )
+
+    def _given_key_problem(self, spec: HostSpec | Endpoint) -> str:
+        """Why the key file the inventory names cannot be used ("" if it can)."""
+        if not isinstance(spec, HostSpec) or not spec.key_file:
+            return ""
+        loaded = self.keys.get(str(Path(spec.key_file).expanduser()))
+        return loaded if isinstance(loaded, str) else ""
 
     def plan(self, spec: HostSpec) -> dict[str, Any]:
         """How a host would be contacted, as the inventory and ssh config say.

@@ -47,6 +47,8 @@ class Target:
     keys: list[asyncssh.SSHKeyPair]
     jump: tuple[Endpoint, ...]
     password: Secret | None = field(default=None, repr=False)
+    key_problem: str = ""
+    """Why the key file the inventory names could not be used, if it could not."""
 
 
 class Phase:
@@ -229,6 +231,12 @@ def translate(
 
 def _auth_refusal(target: Target, client: Client) -> str:
     """Why authentication failed, in words that say what to check (no secret)."""
+    reason = _auth_refusal_reason(target, client)
+    return f"{reason}; and {target.key_problem}" if target.key_problem else reason
+
+
+def _auth_refusal_reason(target: Target, client: Client) -> str:
+    """The reason of `_auth_refusal`, before the unusable key file is added."""
     login = f"{target.user}@{target.host}:{target.port}"
     if not target.keys and target.password is None:
         return (
@@ -238,6 +246,8 @@ def _auth_refusal(target: Target, client: Client) -> str:
         )
     count = len(target.keys)
     keys = f"every key offered ({count} key{'' if count == 1 else 's'})"
+    if not count:
+        keys = "no key (none usable was offered)"
     if client.password_sent:
         return (
             f"{login} refused {keys} and the password; check ansible_user, "
