@@ -6,6 +6,8 @@ import gzip
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -340,12 +342,43 @@ def test_probe_under_busybox_records_the_auxv_of_this_machine(
     assert discover_host(tree).features.flags["cpu.cpuid"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_file_only_root_may_read_is_marked_unreadable(tmp_path: Path) -> None:
-    root = make_root(tmp_path / "root", {"/proc/swaps": "Filename\n"})
+@pytest.fixture
+def searchable_tmp() -> Iterator[Path]:
+    """A temporary directory others may search (pytest's own is root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="fleetcompat-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def probe_unprivileged(root: Path) -> bytes:
+    """Probe output for a root, by an account that mode bits apply to.
+
+    Run by root, the probe runs as `nobody` (setpriv), which needs every
+    directory on the way to `root` to be searchable by others.
+    """
+    if os.geteuid() != 0:
+        return probe(root)
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is needed to drop root")
+    done = subprocess.run(
+        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-s"],
+        input=probe_script(),
+        env={"PATH": "/usr/bin:/bin", "FLEETCOMPAT_ROOT": str(root)},
+        capture_output=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_file_only_root_may_read_is_marked_unreadable(
+    searchable_tmp: Path,
+) -> None:
+    root = make_root(searchable_tmp / "root", {"/proc/swaps": "Filename\n"})
     (root / "proc" / "swaps").chmod(0)
 
-    tree = parse_probe_output(probe(root), "mode-000")
+    tree = parse_probe_output(probe_unprivileged(root), "mode-000")
 
     assert tree.records["/proc/swaps"].kind == "unreadable"
     assert "memory.swap" not in discover_host(tree).features.names()
