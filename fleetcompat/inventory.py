@@ -59,7 +59,7 @@ from fleetcompat.inventory_vars import (
     vaulted_files,
 )
 from fleetcompat.inventory_vault import PASSWORD_KEYS, HostVars
-from fleetcompat.vault import Keyring, Secret
+from fleetcompat.vault import Keyring, Secret, vaulted
 
 SETTINGS = {
     "fleetcompat_jump": "jump host chain, [user@]host[:port][,...]; 'none' for none",
@@ -290,7 +290,10 @@ def parse_inventory(
         names = tuple(g.name for g in ordered if g.name not in ("all", "ungrouped"))
         group_vars = [(g.name, g.vars) for g in ordered]
         reading = _HostReading(name, names, group_vars, reader, layers, locked)
-        specs[name] = reading if vaulted_files(name, group_vars, layers) else reading()
+        later = vaulted_files(name, group_vars, layers) or _holds_vaulted(
+            [v for _, v in group_vars] + [reader.host_vars[name]]
+        )
+        specs[name] = reading if later else reading()
         if not names:
             ungrouped.append(name)
 
@@ -334,6 +337,15 @@ class _HostReading:
             if name not in reader.sealed:
                 raise
             return HostSpec(name, name, groups=self.groups, skip=str(exc))
+
+
+def _holds_vaulted(scopes: list[dict[str, Any]]) -> bool:
+    """Whether any of these variables is vaulted: its host is then read when needed.
+
+    So a host that `--limit` leaves out costs no decryption, and runs no password
+    script.
+    """
+    return any(vaulted(value) for scope in scopes for value in scope.values())
 
 
 def _priority(group: _Group) -> int:

@@ -468,3 +468,25 @@ def test_a_slow_script_is_waited_for_with_a_warning_then_given_up(
 
     assert opened == "Setec Astronomy"
     assert f"{slow}: waiting for the script" in caplog.text
+
+
+def test_a_host_left_out_by_limit_runs_no_password_script(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    counting = script(
+        tmp_path, "count.sh", f"echo run >> '{calls}'\necho '{VAULT_PASSWORD}'\n"
+    )
+    envelope = "".join("          " + line + "\n" for line in ONE_LINE_11.splitlines())
+    text = (
+        "all:\n  hosts:\n    plain:\n      ansible_connection: local\n"
+        "    secret:\n      ansible_connection: local\n"
+        "      ansible_user: !vault |\n" + envelope
+    )
+
+    inventory = parse_inventory(text, "inv.yaml", keyring(counting))
+    inventory.select("plain")
+    untouched = calls.exists()
+    selected = inventory.select("secret")
+
+    assert not untouched
+    assert selected[0].user == "Setec Astronomy"
+    assert calls.read_text() == "run\n"
