@@ -142,6 +142,7 @@ class SSHConfig:
         self.exec_timeout = exec_timeout
         self.wants_final = any(c.name == "final" for b in self.blocks for c in b.match)
         self._exec_results: dict[tuple[str, str], bool] = {}
+        self._resolved: dict[tuple[str, str | None, int | None], HostConfig] = {}
         self._local_addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address]
         self._local_addresses = []
         self._addresses_read = False
@@ -170,8 +171,16 @@ class SSHConfig:
         `user` and `port` are the inventory's, as `-l` and `-p` are to ssh: what
         `Match user` and the `%r` and `%p` of `Match exec` see. Raises
         InventoryError when a `Match exec` would put a host or user name that ssh
-        refuses into a shell command.
+        refuses into a shell command. A host is resolved once per run (the
+        collector asks several times: for its keys, its jump host, its target).
         """
+        key = (host, user, port)
+        if key not in self._resolved:
+            self._resolved[key] = self._resolve(host, user, port)
+        return self._resolved[key]
+
+    def _resolve(self, host: str, user: str | None, port: int | None) -> HostConfig:
+        """`resolve`, uncached: read the config for one host."""
         first = _Pass(host, user, port, final=False)
         self._read(first)
 
