@@ -281,6 +281,7 @@ def parse_inventory(
 
     specs: dict[str, HostSpec | HostReading] = {}
     locked: dict[str, str] = {}
+    vaulted_groups = {g.name for g in reader.groups.values() if _holds_vaulted(g.vars)}
     ungrouped: list[str] = []
     for name in reader.order:
         ordered = sorted(
@@ -290,8 +291,10 @@ def parse_inventory(
         names = tuple(g.name for g in ordered if g.name not in ("all", "ungrouped"))
         group_vars = [(g.name, g.vars) for g in ordered]
         reading = _HostReading(name, names, group_vars, reader, layers, locked)
-        later = vaulted_files(name, group_vars, layers) or _holds_vaulted(
-            [v for _, v in group_vars] + [reader.host_vars[name]]
+        later = (
+            vaulted_files(name, group_vars, layers)
+            or any(group in vaulted_groups for group, _ in group_vars)
+            or _holds_vaulted(reader.host_vars[name])
         )
         specs[name] = reading if later else reading()
         if not names:
@@ -339,13 +342,13 @@ class _HostReading:
             return HostSpec(name, name, groups=self.groups, skip=str(exc))
 
 
-def _holds_vaulted(scopes: list[dict[str, Any]]) -> bool:
-    """Whether any of these variables is vaulted: its host is then read when needed.
+def _holds_vaulted(variables: dict[str, Any]) -> bool:
+    """Whether any of these variables is vaulted: its hosts are read when needed.
 
     So a host that `--limit` leaves out costs no decryption, and runs no password
     script.
     """
-    return any(vaulted(value) for scope in scopes for value in scope.values())
+    return any(vaulted(value) for value in variables.values())
 
 
 def _priority(group: _Group) -> int:
